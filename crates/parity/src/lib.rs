@@ -1,0 +1,1 @@
+//! Golden-vector parity harness.
