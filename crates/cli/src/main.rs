@@ -1,1 +1,43 @@
-fn main() {}
+//! `longcat`: the LongCat-Video image-to-video server and tools.
+
+mod goldens;
+
+use clap::{Parser, Subcommand};
+
+/// LongCat-Video image-to-video: server, worker, generation and parity tools.
+#[derive(Parser)]
+#[command(name = "longcat", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Golden-vector parity checks against the official implementation.
+    Goldens {
+        #[command(subcommand)]
+        command: goldens::GoldensCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Goldens { command } => goldens::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -2,3 +2,18 @@
 //!
 //! One module per network. Layers are built from `VarBuilder` paths that mirror the
 //! official checkpoint tensor names, so official safetensors files load unchanged.
+//! Everything is generic over device and dtype (CPU f32 for tests; CUDA bf16 behind the
+//! `cuda` feature).
+
+pub mod bsa;
+pub mod checkpoint;
+pub mod conv3d;
+pub mod dit;
+pub mod error;
+pub mod lora;
+pub mod scheduler;
+pub mod tokenizer;
+pub mod umt5;
+pub mod vae;
+
+pub use error::{ModelError, Result};
