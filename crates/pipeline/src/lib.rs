@@ -1,8 +1,20 @@
 //! LongCat-Video pipelines and the API the server calls.
 //!
 //! The server sees only [`api`]: a typed request, progress and frame callbacks, a
-//! cancellation token, and the [`api::VideoGenerator`] trait.
+//! cancellation token, and the [`api::VideoGenerator`] trait. The stages are written against
+//! the traits of [`components`] (prompt encoder, VAE, DiT).
 
 pub mod api;
+pub mod buckets;
+pub mod components;
+pub mod denoise;
+pub mod hooks;
+pub mod image;
+pub mod noise;
+pub mod output;
+pub mod refine;
+pub mod resample;
+pub mod schedule;
+pub mod stage1;
 
 pub use api::*;
