@@ -119,7 +119,7 @@ pub fn table_for(resolution: Resolution, scale_factor_spatial: u32) -> Option<Bu
 
 /// Picks `(height, width)` for a condition of `height × width` pixels from `table`:
 /// the first key closest to `height / width`.
-pub fn pick(table: BucketTable, height: u32, width: u32) -> (u32, u32) {
+pub fn pick(table: &[(f64, [u32; 2])], height: u32, width: u32) -> (u32, u32) {
     let ratio = height as f64 / width.max(1) as f64;
     let mut best = table[0];
     for &entry in table.iter().skip(1) {

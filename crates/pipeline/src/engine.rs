@@ -1,0 +1,476 @@
+//! The whole product path for one request: stage 1 (image-to-video, then continuation
+//! segments for long videos), each segment refined to 720p/30 fps and its frames handed to
+//! the sink as soon as the segment is decoded.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+
+use crate::api::{
+    Acceleration, CancelToken, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo,
+    PipelineError, Progress, RgbImage, Stage, VideoFrame, VideoGenerator,
+};
+use crate::buckets;
+use crate::components::{
+    Denoiser, DenoiserMode, LatentCodec, LoraKind, PromptEncoder, Result, TextConditioning,
+};
+use crate::hooks::{Hooks, NoTrace};
+use crate::image::{resize_lanczos, to_model_input};
+use crate::noise::{NoiseSource, SeededNoise};
+use crate::output::{stream_frames, FrameWindow};
+use crate::plan::{Segment, SegmentPlan};
+use crate::refine::{generate_refine, RefineArgs, RefineCondition};
+use crate::stage1::{generate_continuation, generate_i2v, ContinuationArgs, Stage1Args};
+
+/// How stage 1 samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage1Mode {
+    /// Base model, `num_inference_steps` steps, CFG with `guidance_scale`.
+    Full,
+    /// cfg_step LoRA, distilled schedule of `distill_steps` steps, no CFG.
+    Distilled,
+}
+
+/// Fixed settings of an engine (the official values by default).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Shown in [`ModelInfo::name`].
+    pub name: String,
+    /// True for the random tiny model.
+    pub smoke_test_model: bool,
+    /// Stage-1 bucket table (480p, scale 16).
+    pub stage1_buckets: Vec<(f64, [u32; 2])>,
+    /// Refinement bucket table (720p, scale 64).
+    pub refine_buckets: Vec<(f64, [u32; 2])>,
+    /// Scheduler shift.
+    pub shift: f32,
+    /// Refinement noise level.
+    pub t_thresh: f32,
+    /// Frames of a stage-1 segment.
+    pub segment_frames: usize,
+    /// Condition frames of a continuation segment.
+    pub cond_frames: usize,
+    /// What `acceleration: "regular"` selects.
+    pub regular_mode: Stage1Mode,
+    /// Steps of the distilled stage 1.
+    pub distill_steps: usize,
+    /// Keep 15 fps (no temporal doubling) in refinement.
+    pub spatial_only: bool,
+    /// `enhance_hf` for continuation segments of the full stage 1.
+    pub enhance_hf: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            name: "LongCat-Video".into(),
+            smoke_test_model: false,
+            stage1_buckets: buckets::ASPECT_RATIO_627.to_vec(),
+            refine_buckets: buckets::ASPECT_RATIO_960_F64.to_vec(),
+            shift: 12.0,
+            t_thresh: 0.5,
+            segment_frames: crate::plan::SEGMENT_FRAMES,
+            cond_frames: crate::plan::COND_FRAMES,
+            regular_mode: Stage1Mode::Full,
+            distill_steps: 16,
+            spatial_only: false,
+            enhance_hf: true,
+        }
+    }
+}
+
+/// The networks plus settings; runs requests one at a time.
+pub struct Engine<T, V, D> {
+    /// Prompt encoder.
+    pub text: T,
+    /// VAE.
+    pub vae: V,
+    /// DiT.
+    pub dit: D,
+    /// Settings.
+    pub config: EngineConfig,
+    /// Device the tensors live on.
+    pub device: Device,
+}
+
+/// Progress bookkeeping across stages and segments (ETA from the mean step time).
+struct Reporter<'a> {
+    sink: &'a mut dyn GenerationSink,
+    start: Instant,
+    done: u64,
+    total: u64,
+    segments: u32,
+}
+
+impl Reporter<'_> {
+    fn report(&mut self, stage: Stage, segment: u32, step: u32, total: u32) {
+        let eta = if self.done > 0 {
+            let per = self.start.elapsed().as_secs_f64() / self.done as f64;
+            Some(Duration::from_secs_f64(
+                per * self.total.saturating_sub(self.done) as f64,
+            ))
+        } else {
+            None
+        };
+        self.sink.progress(&Progress {
+            stage,
+            segment,
+            segments: self.segments,
+            step,
+            total,
+            eta,
+        });
+    }
+}
+
+fn pick_bucket(table: &[(f64, [u32; 2])], h: u32, w: u32) -> Result<(u32, u32)> {
+    if table.is_empty() {
+        return Err(PipelineError::InvalidRequest("empty bucket table".into()));
+    }
+    Ok(buckets::pick(table, h, w))
+}
+
+/// 8-bit frames → `[1, 3, F, H, W]` in `[-1, 1]`.
+fn frames_to_tensor<'a>(
+    frames: impl Iterator<Item = &'a RgbImage>,
+    device: &Device,
+) -> Result<Tensor> {
+    let ts = frames
+        .map(|f| to_model_input(f, device))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&ts, 0)?
+        .permute((1, 0, 2, 3))?
+        .unsqueeze(0)?
+        .contiguous()?)
+}
+
+fn frame_image(f: VideoFrame) -> RgbImage {
+    RgbImage {
+        width: f.width,
+        height: f.height,
+        data: f.data,
+    }
+}
+
+impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
+    /// Stage-1 mode and step count for a request.
+    fn stage1_mode(&self, req: &GenerationRequest) -> (Stage1Mode, usize) {
+        let mode = match req.acceleration {
+            Acceleration::None => Stage1Mode::Full,
+            Acceleration::Regular => self.config.regular_mode,
+        };
+        match mode {
+            Stage1Mode::Full => (mode, req.num_inference_steps as usize),
+            Stage1Mode::Distilled => (mode, self.config.distill_steps),
+        }
+    }
+
+    fn validate(req: &GenerationRequest) -> Result<()> {
+        let bad = |m: String| Err(PipelineError::InvalidRequest(m));
+        if !(17..=961).contains(&req.num_frames) {
+            return bad(format!("num_frames {} outside 17..=961", req.num_frames));
+        }
+        if req.num_inference_steps == 0 || req.num_refine_inference_steps == 0 {
+            return bad("step counts must be positive".into());
+        }
+        if req.image.width == 0 || req.image.height == 0 {
+            return bad("empty condition image".into());
+        }
+        Ok(())
+    }
+
+    /// Runs one request, delivering frames to `sink` segment by segment.
+    pub fn run(
+        &mut self,
+        req: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary> {
+        Self::validate(req)?;
+        let cfg = self.config.clone();
+        let plan = SegmentPlan::new(req.num_frames as usize, cfg.segment_frames, cfg.cond_frames);
+        let (mode, steps) = self.stage1_mode(req);
+        let refine_steps = crate::schedule::Schedule::refine(
+            req.num_refine_inference_steps as usize,
+            cfg.shift,
+            cfg.t_thresh,
+        )
+        .len();
+        let segments = plan.segments.len() as u32;
+        if cfg.smoke_test_model {
+            sink.log("smoke-test model: random tiny weights, the output is noise");
+        }
+        sink.log(&format!(
+            "{} stage-1 frames in {segments} segment(s), stage 1 {:?} with {steps} steps, \
+             {refine_steps} refinement steps",
+            plan.stage1_frames, mode
+        ));
+        let mut rep = Reporter {
+            sink,
+            start: Instant::now(),
+            done: 0,
+            total: (segments as u64) * (steps + refine_steps) as u64,
+            segments,
+        };
+        let mut noise = SeededNoise::new(req.seed);
+
+        rep.report(Stage::EncodeText, 0, 0, 1);
+        let positive = self.text.encode_prompt(&req.prompt)?;
+        let cfg_on = mode == Stage1Mode::Full && req.guidance_scale > 1.0;
+        let negative = if cfg_on {
+            Some(self.text.encode_prompt(&req.negative_prompt)?)
+        } else {
+            None
+        };
+        cancel.check()?;
+
+        rep.report(Stage::EncodeImage, 0, 0, 1);
+        let (h1, w1) = pick_bucket(&cfg.stage1_buckets, req.image.height, req.image.width)?;
+        let image1 = to_model_input(&resize_lanczos(&req.image, w1, h1)?, &self.device)?;
+        let (h2, w2) = pick_bucket(&cfg.refine_buckets, h1, w1)?;
+        let image2 = to_model_input(&resize_lanczos(&req.image, w2, h2)?, &self.device)?;
+
+        let mut ctx = SegmentCtx {
+            positive,
+            negative,
+            mode,
+            steps,
+            guidance: req.guidance_scale,
+            refine_steps: req.num_refine_inference_steps as usize,
+            image1,
+            image2,
+            refine_size: (h2 as usize, w2 as usize),
+            stage1_tail: Vec::new(),
+            refined_tail: VecDeque::new(),
+            delivered: 0,
+        };
+        for (k, seg) in plan.segments.iter().enumerate() {
+            self.run_segment(k, seg, &mut ctx, &mut noise, &mut rep, cancel)?;
+        }
+        Ok(GenerationSummary {
+            frames: ctx.delivered,
+            width: w2,
+            height: h2,
+            seed: req.seed,
+        })
+    }
+
+    fn run_segment(
+        &mut self,
+        k: usize,
+        seg: &Segment,
+        ctx: &mut SegmentCtx,
+        noise: &mut dyn NoiseSource,
+        rep: &mut Reporter<'_>,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let cfg = &self.config;
+        let seg_no = k as u32;
+        // Stage 1.
+        self.dit.set_mode(DenoiserMode {
+            lora: (ctx.mode == Stage1Mode::Distilled).then_some(LoraKind::CfgStep),
+            bsa: false,
+        })?;
+        let base = Stage1Args {
+            num_frames: seg.frames,
+            steps: ctx.steps,
+            distill: ctx.mode == Stage1Mode::Distilled,
+            guidance_scale: ctx.guidance,
+            shift: cfg.shift,
+        };
+        let latents = {
+            let mut on_step = |s: u32, t: u32| {
+                rep.done += 1;
+                rep.report(Stage::Base, seg_no, s, t);
+            };
+            let mut trace = NoTrace;
+            let mut hooks = Hooks {
+                cancel,
+                on_step: &mut on_step,
+                trace: &mut trace,
+            };
+            if k == 0 {
+                generate_i2v(
+                    &self.dit,
+                    &self.vae,
+                    &ctx.image1,
+                    &ctx.positive,
+                    ctx.negative.as_ref(),
+                    &base,
+                    noise,
+                    &mut hooks,
+                )?
+            } else {
+                let cond = frames_to_tensor(ctx.stage1_tail.iter(), &self.device)?;
+                let args = ContinuationArgs {
+                    base,
+                    enhance_hf: cfg.enhance_hf,
+                };
+                generate_continuation(
+                    &self.dit,
+                    &self.vae,
+                    &cond,
+                    &ctx.positive,
+                    ctx.negative.as_ref(),
+                    &args,
+                    noise,
+                    &mut hooks,
+                )?
+            }
+        };
+        cancel.check()?;
+        rep.report(Stage::Decode, seg_no, 0, 1);
+        let mut decoded: Vec<RgbImage> = Vec::with_capacity(seg.frames);
+        stream_frames(
+            &self.vae,
+            &latents,
+            FrameWindow {
+                skip: 0,
+                take: seg.frames,
+            },
+            0,
+            &mut |f| {
+                decoded.push(frame_image(f));
+                Ok(())
+            },
+        )?;
+        drop(latents);
+        // The refinement window: the previous segment's last stage-1 frames (as handed
+        // over), then this segment's new frames.
+        let mut window = std::mem::take(&mut ctx.stage1_tail);
+        window.extend(decoded.drain(seg.cond_frames..));
+        drop(decoded);
+        ctx.stage1_tail = window[window.len().saturating_sub(cfg.cond_frames)..].to_vec();
+        cancel.check()?;
+
+        // Refinement.
+        self.dit.set_mode(DenoiserMode {
+            lora: Some(LoraKind::Refinement),
+            bsa: true,
+        })?;
+        let cond_video = if k == 0 {
+            None
+        } else {
+            Some(frames_to_tensor(ctx.refined_tail.iter(), &self.device)?)
+        };
+        let condition = match &cond_video {
+            None => RefineCondition::Image(&ctx.image2),
+            Some(v) => RefineCondition::Video(v),
+        };
+        let args = RefineArgs {
+            steps: ctx.refine_steps,
+            t_thresh: cfg.t_thresh,
+            shift: cfg.shift,
+            spatial_only: cfg.spatial_only,
+        };
+        let (h, w) = ctx.refine_size;
+        let (latents, layout) = {
+            let mut on_step = |s: u32, t: u32| {
+                rep.done += 1;
+                rep.report(Stage::Refine, seg_no, s, t);
+            };
+            let mut trace = NoTrace;
+            let mut hooks = Hooks {
+                cancel,
+                on_step: &mut on_step,
+                trace: &mut trace,
+            };
+            generate_refine(
+                &self.dit,
+                &self.vae,
+                &window,
+                h,
+                w,
+                condition,
+                &ctx.positive,
+                &args,
+                noise,
+                &mut hooks,
+            )?
+        };
+        drop(window);
+        drop(cond_video);
+        cancel.check()?;
+        rep.report(Stage::Decode, seg_no, 0, 1);
+        let cond_out = if k == 0 { 0 } else { ctx.refined_tail.len() };
+        let keep_tail = if cfg.spatial_only {
+            cfg.cond_frames
+        } else {
+            2 * cfg.cond_frames
+        };
+        let window = FrameWindow {
+            skip: layout.cond_frames_added + cond_out,
+            take: layout.new_frames - cond_out,
+        };
+        let first = ctx.delivered;
+        let tail = &mut ctx.refined_tail;
+        let sink = &mut *rep.sink;
+        let n = stream_frames(&self.vae, &latents, window, first, &mut |f| {
+            tail.push_back(frame_image(f.clone()));
+            if tail.len() > keep_tail {
+                tail.pop_front();
+            }
+            sink.frame(f)
+        })?;
+        ctx.delivered += n as u32;
+        Ok(())
+    }
+}
+
+/// State carried from one segment to the next.
+struct SegmentCtx {
+    positive: TextConditioning,
+    negative: Option<TextConditioning>,
+    mode: Stage1Mode,
+    steps: usize,
+    guidance: f32,
+    refine_steps: usize,
+    image1: Tensor,
+    image2: Tensor,
+    refine_size: (usize, usize),
+    /// Last stage-1 frames (condition of the next continuation segment).
+    stage1_tail: Vec<RgbImage>,
+    /// Last refined frames (condition of the next refinement segment).
+    refined_tail: VecDeque<RgbImage>,
+    delivered: u32,
+}
+
+/// An [`Engine`] behind a lock, usable from the server's worker threads.
+pub struct LockedEngine<T, V, D>(pub Mutex<Engine<T, V, D>>);
+
+impl<T, V, D> VideoGenerator for LockedEngine<T, V, D>
+where
+    T: PromptEncoder + Send,
+    V: LatentCodec + Send,
+    D: Denoiser + Send,
+{
+    fn info(&self) -> ModelInfo {
+        match self.0.lock() {
+            Ok(e) => ModelInfo {
+                name: e.config.name.clone(),
+                smoke_test_model: e.config.smoke_test_model,
+                native_fps: if e.config.spatial_only { 15 } else { 30 },
+            },
+            Err(_) => ModelInfo {
+                name: "LongCat-Video (poisoned)".into(),
+                smoke_test_model: false,
+                native_fps: 30,
+            },
+        }
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary> {
+        let mut engine = self
+            .0
+            .lock()
+            .map_err(|_| PipelineError::Sink("engine lock poisoned".into()))?;
+        engine.run(request, sink, cancel)
+    }
+}
