@@ -257,6 +257,12 @@ fn wrong_frame_length_is_rejected() {
 }
 
 #[test]
+fn installed_ffmpeg_has_every_encoder() {
+    let version = EncoderConfig::default().check().unwrap();
+    assert!(version.starts_with("ffmpeg version"), "{version}");
+}
+
+#[test]
 fn missing_ffmpeg_is_a_clear_error() {
     let config = EncoderConfig {
         ffmpeg: PathBuf::from("/nonexistent/ffmpeg"),
@@ -267,6 +273,7 @@ fn missing_ffmpeg_is_a_clear_error() {
         .unwrap();
     assert!(matches!(err, EncodeError::Spawn { .. }), "{err}");
     assert!(err.to_string().contains("FFmpeg"), "{err}");
+    assert!(matches!(config.check(), Err(EncodeError::Spawn { .. })));
 }
 
 fn scratch_dir(name: &str) -> PathBuf {

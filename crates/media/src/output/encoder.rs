@@ -33,6 +33,49 @@ impl Default for EncoderConfig {
     }
 }
 
+/// Encoders the output types need, as FFmpeg names them.
+pub const REQUIRED_ENCODERS: [&str; 4] = ["libx264", "libvpx-vp9", "prores_ks", "gif"];
+
+impl EncoderConfig {
+    /// Checks that the configured `ffmpeg` runs and has every encoder in
+    /// [`REQUIRED_ENCODERS`]; returns its version line (for start-up logs / health checks).
+    pub fn check(&self) -> Result<String, EncodeError> {
+        let spawn_err = |source| EncodeError::Spawn {
+            program: self.ffmpeg.display().to_string(),
+            source,
+        };
+        let version = Command::new(&self.ffmpeg)
+            .args(["-hide_banner", "-version"])
+            .output()
+            .map_err(spawn_err)?;
+        let encoders = Command::new(&self.ffmpeg)
+            .args(["-hide_banner", "-encoders"])
+            .output()
+            .map_err(spawn_err)?;
+        if !version.status.success() || !encoders.status.success() {
+            return Err(ffmpeg_error(
+                encoders.status,
+                String::from_utf8_lossy(&encoders.stderr).into_owned(),
+            ));
+        }
+        let listed = String::from_utf8_lossy(&encoders.stdout);
+        let names: Vec<&str> = listed
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        let missing: Vec<&str> = REQUIRED_ENCODERS
+            .iter()
+            .copied()
+            .filter(|e| !names.contains(e))
+            .collect();
+        if !missing.is_empty() {
+            return Err(EncodeError::MissingEncoders(missing.join(", ")));
+        }
+        let text = String::from_utf8_lossy(&version.stdout);
+        Ok(text.lines().next().unwrap_or("ffmpeg").trim().to_string())
+    }
+}
+
 /// Encodes a stream of RGB24 frames into one video file.
 ///
 /// Call [`VideoEncoder::push_frame`] for every frame in order, then [`VideoEncoder::finish`].

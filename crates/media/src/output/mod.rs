@@ -6,7 +6,7 @@ mod options;
 mod settings;
 mod temp_file;
 
-pub use encoder::{EncoderConfig, VideoEncoder};
+pub use encoder::{EncoderConfig, VideoEncoder, REQUIRED_ENCODERS};
 pub use file::{EncodedVideo, File};
 pub use options::{VideoOptions, VideoOutputType, VideoQuality, VideoWriteMode, MAX_FPS, MIN_FPS};
 pub use settings::{ffmpeg_args, output_dimensions, CodecSettings};
@@ -44,6 +44,9 @@ pub enum EncodeError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// The installed FFmpeg lacks encoders we need.
+    #[error("ffmpeg lacks required encoders: {0}")]
+    MissingEncoders(String),
     /// FFmpeg failed; `message` is what it printed on stderr.
     #[error("ffmpeg failed ({status}): {message}")]
     Ffmpeg {
