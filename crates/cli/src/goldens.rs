@@ -27,7 +27,10 @@ pub fn run(command: GoldensCommand) -> anyhow::Result<ExitCode> {
                 println!("SKIP {} ({})", s.file, s.reason);
             }
             if !report.support_files.is_empty() {
-                println!("support files (weights): {}", report.support_files.join(", "));
+                println!(
+                    "support files (weights): {}",
+                    report.support_files.join(", ")
+                );
             }
             println!("{}", report.summary_line());
             Ok(if report.failed() == 0 && report.passed() > 0 {

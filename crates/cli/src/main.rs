@@ -1,5 +1,6 @@
 //! `longcat`: the LongCat-Video image-to-video server and tools.
 
+mod bench;
 mod goldens;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +20,11 @@ enum Command {
         #[command(subcommand)]
         command: goldens::GoldensCommand,
     },
+    /// CPU benchmarks (ratios against a baseline measured in the same run).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +38,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Goldens { command } => goldens::run(command),
+        Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
