@@ -1,1 +1,186 @@
-//! (being written)
+//! LoRA adapters in the official LongCat-Video file format.
+//!
+//! Key layout (one group per target linear layer `M`, `.` in the module path replaced by
+//! `___lorahyphen___`, prefixed with `lora___lorahyphen___`):
+//! `<name>.lora_down.weight` `[n*rank, in]`, `<name>.lora_up.weight` `[out, rank]` (n = 1)
+//! or `<name>.lora_up.blocks.<j>.weight` `[out/n, rank]` (fused layers), and a scalar
+//! `<name>.alpha_scale`. The delta on the layer output is
+//! `multiplier * alpha_scale * concat_j(up_j(chunk_j(down(x))))`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::dit::layers::matmul_last;
+use crate::error::{ModelError, Result};
+
+const PREFIX: &str = "lora___lorahyphen___";
+const HYPHEN: &str = "___lorahyphen___";
+
+/// How enabled LoRAs are applied to the DiT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoraMode {
+    /// Deltas are computed on the layer outputs at every forward (the official behaviour).
+    #[default]
+    Unmerged,
+    /// Deltas are added into the weights once (`W += m * alpha * up @ down`); disabling
+    /// restores the original weights.
+    Merged,
+}
+
+/// The low-rank factors of one target layer.
+#[derive(Debug, Clone)]
+pub struct LoraLayer {
+    /// `[n*rank, in]`.
+    pub down: Tensor,
+    /// `n` up blocks, each `[out/n, rank]`.
+    pub ups: Vec<Tensor>,
+    /// `alpha / rank` as stored in the file.
+    pub alpha_scale: f64,
+}
+
+/// One LoRA file: target module path (e.g. `blocks.0.attn.qkv`) to its factors.
+#[derive(Debug, Clone, Default)]
+pub struct LoraWeights {
+    /// Layers by module path.
+    pub layers: BTreeMap<String, LoraLayer>,
+}
+
+impl LoraWeights {
+    /// Reads an official LoRA safetensors file onto `device` in `dtype`.
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let tensors = candle_core::safetensors::load(path, device)?;
+        Self::from_tensors(&tensors, &path.display().to_string(), dtype)
+    }
+
+    /// Builds the layers from a loaded state dict (`file` names it in errors).
+    pub fn from_tensors(
+        tensors: &std::collections::HashMap<String, Tensor>,
+        file: &str,
+        dtype: DType,
+    ) -> Result<Self> {
+        let missing = |tensor: String| ModelError::MissingTensor {
+            tensor,
+            file: file.to_string(),
+        };
+        let mut layers = BTreeMap::new();
+        for key in tensors.keys() {
+            let Some(name) = key.strip_suffix(".lora_down.weight") else {
+                continue;
+            };
+            let module = name
+                .strip_prefix(PREFIX)
+                .ok_or_else(|| {
+                    ModelError::InvalidArgument(format!(
+                        "LoRA key `{key}` lacks the `{PREFIX}` prefix"
+                    ))
+                })?
+                .replace(HYPHEN, ".");
+            let down = tensors[key].to_dtype(dtype)?;
+            let single = format!("{name}.lora_up.weight");
+            let ups = if let Some(up) = tensors.get(&single) {
+                vec![up.to_dtype(dtype)?]
+            } else {
+                let mut ups = Vec::new();
+                while let Some(up) =
+                    tensors.get(&format!("{name}.lora_up.blocks.{}.weight", ups.len()))
+                {
+                    ups.push(up.to_dtype(dtype)?);
+                }
+                if ups.is_empty() {
+                    return Err(missing(single));
+                }
+                ups
+            };
+            let alpha_key = format!("{name}.alpha_scale");
+            let alpha_scale = tensors
+                .get(&alpha_key)
+                .ok_or_else(|| missing(alpha_key.clone()))?
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?
+                .first()
+                .copied()
+                .ok_or_else(|| missing(alpha_key))?;
+            let rank = down.dims()[0] / ups.len();
+            if down.dims()[0] != rank * ups.len() || ups.iter().any(|u| u.dims()[1] != rank) {
+                return Err(ModelError::InvalidArgument(format!(
+                    "LoRA `{module}`: down {:?} does not match {} up blocks",
+                    down.dims(),
+                    ups.len()
+                )));
+            }
+            layers.insert(
+                module,
+                LoraLayer {
+                    down,
+                    ups,
+                    alpha_scale,
+                },
+            );
+        }
+        Ok(Self { layers })
+    }
+}
+
+/// A LoRA layer bound to a multiplier, ready to be applied to one linear layer.
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    layer: LoraLayer,
+    scale: f64,
+}
+
+impl LoraAdapter {
+    /// Binds `layer` with `multiplier` (scale = multiplier * alpha_scale).
+    pub fn new(layer: LoraLayer, multiplier: f64) -> Self {
+        let scale = multiplier * layer.alpha_scale;
+        Self { layer, scale }
+    }
+
+    /// Checks that the factors fit a `[out, in]` linear layer.
+    pub fn check_fits(&self, path: &str, in_dim: usize, out_dim: usize) -> Result<()> {
+        let l = &self.layer;
+        let n = l.ups.len();
+        if l.down.dims()[1] != in_dim || l.ups.iter().any(|u| u.dims()[0] * n != out_dim) {
+            return Err(ModelError::InvalidArgument(format!(
+                "LoRA for `{path}` (down {:?}, {n} up blocks of {:?}) does not fit a [{out_dim}, {in_dim}] layer",
+                l.down.dims(),
+                l.ups.first().map(|u| u.dims().to_vec()),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The output delta for input `x` `[..., in]` (computed in `x`'s dtype).
+    pub fn delta(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let down = matmul_last(x, &self.layer.down.to_dtype(dtype)?)?;
+        let n = self.layer.ups.len();
+        let rank = self.layer.down.dims()[0] / n;
+        let mut parts = Vec::with_capacity(n);
+        for (j, up) in self.layer.ups.iter().enumerate() {
+            let chunk = down.narrow(D::Minus1, j * rank, rank)?;
+            parts.push(matmul_last(&chunk, &up.to_dtype(dtype)?)?);
+        }
+        let up = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Tensor::cat(&parts, D::Minus1)?
+        };
+        Ok((up * self.scale)?)
+    }
+
+    /// The f32 weight delta `scale * blockdiag(up_j) @ down`, `[out, in]`.
+    pub fn weight_delta(&self) -> Result<Tensor> {
+        let n = self.layer.ups.len();
+        let down = self.layer.down.to_dtype(DType::F32)?;
+        let rank = down.dims()[0] / n;
+        let mut rows = Vec::with_capacity(n);
+        for (j, up) in self.layer.ups.iter().enumerate() {
+            let d = down.narrow(0, j * rank, rank)?;
+            rows.push(up.to_dtype(DType::F32)?.matmul(&d)?);
+        }
+        Ok((Tensor::cat(&rows, 0)? * self.scale)?)
+    }
+}

@@ -1,0 +1,256 @@
+//! One LongCat single-stream block: per-frame adaLN, 3D-RoPE self-attention (with condition
+//! frames and KV cache), cross-attention to text, SwiGLU FFN.
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+
+use super::attend::SelfAttnBackend;
+use super::config::DitConfig;
+use super::layers::{
+    attention, gated_residual, layer_norm_f32, modulate_f32, rms_norm_f32, DitLinear,
+};
+use super::rope::Rope3d;
+use crate::error::Result;
+
+/// Text states for cross-attention: `y` `[B, L, C]` in the model dtype and an optional f32
+/// additive key bias `[B, 1, 1, L]` (0 = attend, large negative = dropped token).
+#[derive(Debug, Clone)]
+pub struct TextContext {
+    /// Projected caption states.
+    pub y: Tensor,
+    /// Key bias for dropped (padded) tokens.
+    pub bias: Option<Tensor>,
+}
+
+/// Cached keys (after q/k norm, before RoPE) and values `[B, heads, N_cond, D]` of one block.
+#[derive(Debug, Clone)]
+pub struct BlockKv {
+    /// Keys.
+    pub k: Tensor,
+    /// Values.
+    pub v: Tensor,
+}
+
+/// Everything a block needs besides its input.
+pub struct BlockArgs<'a> {
+    /// f32 timestep embedding `[B, T, Ct]` (T = frames of this forward).
+    pub t_emb: &'a Tensor,
+    /// Text; `None` skips cross-attention.
+    pub text: Option<&'a TextContext>,
+    /// Token grid `[T, H, W]` of this forward's latents.
+    pub grid: [usize; 3],
+    /// Leading clean condition frames (0 = none); ignored with `cache`.
+    pub num_cond: usize,
+    /// RoPE tables of the full grid (condition frames of the cache included).
+    pub rope: &'a Rope3d,
+    /// Condition keys/values from the cache.
+    pub cache: Option<&'a BlockKv>,
+    /// Return this block's keys/values for caching.
+    pub want_kv: bool,
+    /// Self-attention kernel selection.
+    pub backend: &'a SelfAttnBackend,
+}
+
+/// A DiT block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    ada: DitLinear,
+    qkv: DitLinear,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    proj: DitLinear,
+    pre_norm_w: Tensor,
+    pre_norm_b: Tensor,
+    cq: DitLinear,
+    ckv: DitLinear,
+    cq_norm: Tensor,
+    ck_norm: Tensor,
+    cproj: DitLinear,
+    w1: DitLinear,
+    w2: DitLinear,
+    w3: DitLinear,
+    heads: usize,
+}
+
+impl Block {
+    /// Loads `blocks.<i>.*`.
+    pub fn load(vb: &VarBuilder, cfg: &DitConfig, i: usize) -> Result<Self> {
+        let c = cfg.hidden_size;
+        let d = cfg.head_dim();
+        let f = cfg.ffn_hidden();
+        let p = |s: &str| format!("blocks.{i}.{s}");
+        let lin = |s: &str, i, o, b| DitLinear::load(vb, &p(s), i, o, b);
+        Ok(Self {
+            ada: lin("adaLN_modulation.1", cfg.adaln_tembed_dim, 6 * c, true)?,
+            qkv: lin("attn.qkv", c, 3 * c, true)?,
+            q_norm: vb.get(d, &p("attn.q_norm.weight"))?,
+            k_norm: vb.get(d, &p("attn.k_norm.weight"))?,
+            proj: lin("attn.proj", c, c, true)?,
+            pre_norm_w: vb.get(c, &p("pre_crs_attn_norm.weight"))?,
+            pre_norm_b: vb.get(c, &p("pre_crs_attn_norm.bias"))?,
+            cq: lin("cross_attn.q_linear", c, c, true)?,
+            ckv: lin("cross_attn.kv_linear", c, 2 * c, true)?,
+            cq_norm: vb.get(d, &p("cross_attn.q_norm.weight"))?,
+            ck_norm: vb.get(d, &p("cross_attn.k_norm.weight"))?,
+            cproj: lin("cross_attn.proj", c, c, true)?,
+            w1: lin("ffn.w1", c, f, false)?,
+            w2: lin("ffn.w2", f, c, false)?,
+            w3: lin("ffn.w3", c, f, false)?,
+            heads: cfg.num_heads,
+        })
+    }
+
+    pub(crate) fn linears_mut(&mut self) -> Vec<&mut DitLinear> {
+        vec![
+            &mut self.ada,
+            &mut self.qkv,
+            &mut self.proj,
+            &mut self.cq,
+            &mut self.ckv,
+            &mut self.cproj,
+            &mut self.w1,
+            &mut self.w2,
+            &mut self.w3,
+        ]
+    }
+
+    /// `x` `[B, N, C]` to `[B, N, C]`, plus this block's keys/values when asked.
+    pub fn forward(&self, x: &Tensor, a: &BlockArgs) -> Result<(Tensor, Option<BlockKv>)> {
+        let (b, n, c) = x.dims3()?;
+        let tt = a.grid[0];
+        let m = self
+            .ada
+            .forward_f32(&candle_nn::ops::silu(a.t_emb)?)?
+            .reshape((b, tt, 1, 6 * c))?;
+        let chunk = |i: usize| m.narrow(3, i * c, c);
+        let (shift_msa, scale_msa, gate_msa) = (chunk(0)?, chunk(1)?, chunk(2)?);
+        let (shift_mlp, scale_mlp, gate_mlp) = (chunk(3)?, chunk(4)?, chunk(5)?);
+
+        let xm = modulate_f32(x, &shift_msa, &scale_msa)?;
+        let (xs, kv) = self.self_attention(&xm, a)?;
+        let mut x = gated_residual(x, &xs, &gate_msa)?;
+
+        if let Some(text) = a.text {
+            let xn = layer_norm_f32(&x, Some((&self.pre_norm_w, &self.pre_norm_b)))?
+                .to_dtype(x.dtype())?;
+            let cond_tokens = if a.cache.is_some() {
+                0
+            } else {
+                a.num_cond * (n / tt)
+            };
+            let out = if cond_tokens == 0 {
+                self.cross_attention(&xn, text)?
+            } else {
+                let noise =
+                    self.cross_attention(&xn.narrow(1, cond_tokens, n - cond_tokens)?, text)?;
+                let zeros = Tensor::zeros((b, cond_tokens, c), noise.dtype(), noise.device())?;
+                Tensor::cat(&[zeros, noise], 1)?
+            };
+            x = (x + out)?;
+        }
+
+        let xm = modulate_f32(&x, &shift_mlp, &scale_mlp)?;
+        let h = (candle_nn::ops::silu(&self.w1.forward(&xm)?)? * self.w3.forward(&xm)?)?;
+        let xs = self.w2.forward(&h)?;
+        Ok((gated_residual(&x, &xs, &gate_mlp)?, kv))
+    }
+
+    /// Splits a fused projection `[B, N, k*C]` into `k` head tensors `[B, H, N, D]`.
+    fn split_heads(&self, t: &Tensor, k: usize) -> Result<Vec<Tensor>> {
+        let (b, n, kc) = t.dims3()?;
+        let c = kc / k;
+        let d = c / self.heads;
+        let t = t.reshape((b, n, k, self.heads, d))?;
+        (0..k)
+            .map(|i| {
+                Ok(t.narrow(2, i, 1)?
+                    .squeeze(2)?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            })
+            .collect()
+    }
+
+    fn merge_heads(t: &Tensor) -> Result<Tensor> {
+        let (b, h, n, d) = t.dims4()?;
+        Ok(t.transpose(1, 2)?.contiguous()?.reshape((b, n, h * d))?)
+    }
+
+    fn self_attention(&self, x: &Tensor, a: &BlockArgs) -> Result<(Tensor, Option<BlockKv>)> {
+        let n = x.dims()[1];
+        let parts = self.split_heads(&self.qkv.forward(x)?, 3)?;
+        let q = rms_norm_f32(&parts[0], &self.q_norm)?;
+        let k = rms_norm_f32(&parts[1], &self.k_norm)?;
+        let v = parts[2].clone();
+        let kv = if a.want_kv {
+            Some(BlockKv {
+                k: k.clone(),
+                v: v.clone(),
+            })
+        } else {
+            None
+        };
+        let [tt, hh, ww] = a.grid;
+        let hw = hh * ww;
+        let out = if let Some(cache) = a.cache {
+            let b = q.dims()[0];
+            let (ck, cv) = (expand_batch(&cache.k, b)?, expand_batch(&cache.v, b)?);
+            let nc = ck.dims()[2];
+            let k_full = a.rope.apply(&Tensor::cat(&[&ck, &k], 2)?, 0)?;
+            let v_full = Tensor::cat(&[&cv, &v], 2)?;
+            let q = a.rope.apply(&q, nc)?;
+            let tk = (nc + n) / hw;
+            a.backend
+                .attend(&q, &k_full, &v_full, [tt, hh, ww], [tk, hh, ww], tt)?
+        } else {
+            let q = a.rope.apply(&q, 0)?;
+            let k = a.rope.apply(&k, 0)?;
+            if a.num_cond > 0 {
+                let nc = a.num_cond * hw;
+                let tc = a.num_cond;
+                let qc = q.narrow(2, 0, nc)?;
+                let kc = k.narrow(2, 0, nc)?;
+                let vc = v.narrow(2, 0, nc)?;
+                let xc = a
+                    .backend
+                    .attend(&qc, &kc, &vc, [tc, hh, ww], [tc, hh, ww], tt)?;
+                let qn = q.narrow(2, nc, n - nc)?;
+                let xn = a
+                    .backend
+                    .attend(&qn, &k, &v, [tt - tc, hh, ww], [tt, hh, ww], tt)?;
+                Tensor::cat(&[xc, xn], 2)?
+            } else {
+                a.backend
+                    .attend(&q, &k, &v, [tt, hh, ww], [tt, hh, ww], tt)?
+            }
+        };
+        Ok((self.proj.forward(&Self::merge_heads(&out)?)?, kv))
+    }
+
+    fn cross_attention(&self, x: &Tensor, text: &TextContext) -> Result<Tensor> {
+        let q = rms_norm_f32(
+            &self.split_heads(&self.cq.forward(x)?, 1)?[0],
+            &self.cq_norm,
+        )?;
+        let kv = self.split_heads(&self.ckv.forward(&text.y)?, 2)?;
+        let k = rms_norm_f32(&kv[0], &self.ck_norm)?;
+        let out = attention(&q, &k, &kv[1], text.bias.as_ref())?;
+        self.cproj.forward(&Self::merge_heads(&out)?)
+    }
+}
+
+/// Repeats a batch-1 cache to batch `b` (a batch-`b` cache is returned as is).
+fn expand_batch(t: &Tensor, b: usize) -> Result<Tensor> {
+    if t.dims()[0] == b {
+        Ok(t.clone())
+    } else {
+        Ok(t.repeat((b, 1, 1, 1))?)
+    }
+}
+
+/// Converts a `[B, L]` 0/1 mask to an f32 additive key bias `[B, 1, 1, L]`.
+pub fn mask_bias(mask: &Tensor) -> Result<Tensor> {
+    let (b, l) = mask.dims2()?;
+    let m = mask.to_dtype(DType::F32)?.ne(0f32)?.to_dtype(DType::F32)?;
+    Ok(((m - 1.0)? * 1e30)?.reshape((b, 1, 1, l))?)
+}

@@ -1,0 +1,210 @@
+//! Building blocks of the DiT: linear layers with LoRA hooks, f32 norms, modulation and
+//! softmax attention.
+
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::error::Result;
+use crate::lora::LoraAdapter;
+
+/// Epsilon of every norm in the DiT.
+pub const NORM_EPS: f64 = 1e-6;
+
+/// Query rows per attention chunk are chosen so one score chunk stays below this many
+/// elements (bounds memory on long videos).
+const MAX_SCORE_ELEMS: usize = 1 << 28;
+
+/// A linear layer `y = x W^T + b` that can carry unmerged LoRA adapters or have them merged
+/// into its weight (restorably).
+#[derive(Debug, Clone)]
+pub struct DitLinear {
+    /// Module path in the official state dict (e.g. `blocks.0.attn.qkv`).
+    pub path: String,
+    weight: Tensor,
+    bias: Option<Tensor>,
+    adapters: Vec<LoraAdapter>,
+    original_weight: Option<Tensor>,
+}
+
+impl DitLinear {
+    /// Loads `<path>.weight` `[out, in]` and, with `bias`, `<path>.bias`.
+    pub fn load(
+        vb: &VarBuilder,
+        path: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let vb = vb.pp(path);
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self {
+            path: path.to_string(),
+            weight,
+            bias,
+            adapters: Vec::new(),
+            original_weight: None,
+        })
+    }
+
+    /// `[out, in]` weight as currently used (merged LoRAs included).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// Input width.
+    pub fn in_dim(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// Applies the layer in the weight dtype (LoRA deltas added on the output).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_as(x, self.weight.dtype())
+    }
+
+    /// Applies the layer with weights and input cast to f32 (the reference's fp32 autocast).
+    pub fn forward_f32(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_as(x, DType::F32)
+    }
+
+    fn forward_as(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        let x = x.to_dtype(dtype)?;
+        let w = self.weight.to_dtype(dtype)?;
+        let mut y = matmul_last(&x, &w)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.to_dtype(dtype)?)?;
+        }
+        for a in &self.adapters {
+            y = (y + a.delta(&x)?)?;
+        }
+        Ok(y)
+    }
+
+    /// Attaches an unmerged adapter.
+    pub fn push_adapter(&mut self, adapter: LoraAdapter) {
+        self.adapters.push(adapter);
+    }
+
+    /// Adds `adapter`'s weight delta into the weight (the first merge keeps the original).
+    pub fn merge_adapter(&mut self, adapter: &LoraAdapter) -> Result<()> {
+        if self.original_weight.is_none() {
+            self.original_weight = Some(self.weight.clone());
+        }
+        let delta = adapter.weight_delta()?;
+        let merged = (self.weight.to_dtype(DType::F32)? + delta)?;
+        self.weight = merged.to_dtype(self.weight.dtype())?;
+        Ok(())
+    }
+
+    /// Drops all adapters and restores the original weight.
+    pub fn clear_adapters(&mut self) {
+        self.adapters.clear();
+        if let Some(w) = self.original_weight.take() {
+            self.weight = w;
+        }
+    }
+}
+
+/// `x W^T` over the last dim of `x` (any leading dims).
+pub fn matmul_last(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let in_dim = dims.last().copied().unwrap_or(0);
+    let rows = x.elem_count() / in_dim.max(1);
+    let x2 = x.contiguous()?.reshape((rows, in_dim))?;
+    let y = x2.matmul(&w.t()?)?;
+    let mut out_dims = dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = w.dims()[0];
+    }
+    Ok(y.reshape(out_dims)?)
+}
+
+/// RMS norm over the last dim computed in f32, cast back, then scaled by `weight`.
+pub fn rms_norm_f32(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32)?;
+    let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = xf.broadcast_div(&(ms + NORM_EPS)?.sqrt()?)?;
+    Ok(normed
+        .to_dtype(dtype)?
+        .broadcast_mul(&weight.to_dtype(dtype)?)?)
+}
+
+/// Layer norm over the last dim in f32 (optional affine), returned in f32.
+pub fn layer_norm_f32(x: &Tensor, affine: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+    let xf = x.to_dtype(DType::F32)?;
+    let mean = xf.mean_keepdim(D::Minus1)?;
+    let centered = xf.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let mut y = centered.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?;
+    if let Some((w, b)) = affine {
+        y = y
+            .broadcast_mul(&w.to_dtype(DType::F32)?)?
+            .broadcast_add(&b.to_dtype(DType::F32)?)?;
+    }
+    Ok(y)
+}
+
+/// `norm(x) * (1 + scale) + shift` per frame, in f32, cast to `x`'s dtype.
+///
+/// `x` is `[B, N, C]` with `N = T * S`; `shift`/`scale` are f32 `[B, T, 1, C]`.
+pub fn modulate_f32(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let (b, n, c) = x.dims3()?;
+    let t = shift.dims()[1];
+    let xn = layer_norm_f32(&x.reshape((b, t, n / t, c))?, None)?;
+    let y = xn.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?;
+    Ok(y.reshape((b, n, c))?.to_dtype(x.dtype())?)
+}
+
+/// `x + gate * y` per frame in f32, cast to `x`'s dtype. `gate` is f32 `[B, T, 1, C]`.
+pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    let (b, n, c) = x.dims3()?;
+    let t = gate.dims()[1];
+    let yf = y.to_dtype(DType::F32)?.reshape((b, t, n / t, c))?;
+    let sum = (x.to_dtype(DType::F32)? + yf.broadcast_mul(gate)?.reshape((b, n, c))?)?;
+    Ok(sum.to_dtype(x.dtype())?)
+}
+
+/// Softmax attention in f32: `softmax(q k^T / sqrt(d) + bias) v`.
+///
+/// `q` `[B, H, Sq, D]`, `k`/`v` `[B, H, Sk, D]`, optional additive `bias` broadcastable to
+/// `[B, H, Sq, Sk]` (only its key dim may be non-singleton besides batch). Returns `q`'s dtype.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let (b, h, sq, d) = q.dims4()?;
+    let sk = k.dims()[2];
+    let scale = 1.0 / (d as f64).sqrt();
+    let kt = k.to_dtype(DType::F32)?.transpose(2, 3)?.contiguous()?;
+    let vf = v.to_dtype(DType::F32)?.contiguous()?;
+    let qf = q.to_dtype(DType::F32)?;
+    let per_row = (b * h * sk).max(1);
+    let chunk = (MAX_SCORE_ELEMS / per_row).clamp(1, sq.max(1));
+    let mut outs = Vec::with_capacity(sq.div_ceil(chunk));
+    let mut start = 0;
+    while start < sq {
+        let len = chunk.min(sq - start);
+        let qc = qf.narrow(2, start, len)?.contiguous()?;
+        let mut scores = (qc.matmul(&kt)? * scale)?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        outs.push(probs.matmul(&vf)?);
+        start += len;
+    }
+    let out = if outs.len() == 1 {
+        outs.remove(0)
+    } else {
+        Tensor::cat(&outs, 2)?
+    };
+    Ok(out.to_dtype(dtype)?)
+}

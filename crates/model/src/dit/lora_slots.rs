@@ -1,0 +1,109 @@
+//! LoRA registry of the DiT: named LoRA files, enabled by name with multipliers, applied
+//! unmerged (output deltas) or merged into the weights (restorable).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::layers::DitLinear;
+use super::LongCatDit;
+use crate::error::{ModelError, Result};
+use crate::lora::{LoraAdapter, LoraMode, LoraWeights};
+
+/// Registered LoRAs and which are active.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoraSlots {
+    registered: BTreeMap<String, LoraWeights>,
+    active: Vec<(String, f64)>,
+    mode: LoraMode,
+}
+
+impl LongCatDit {
+    fn linears_mut(&mut self) -> Vec<&mut DitLinear> {
+        let mut out: Vec<&mut DitLinear> = Vec::new();
+        out.extend(self.t_embedder.linears_mut());
+        out.extend(self.y_embedder.linears_mut());
+        for b in &mut self.blocks {
+            out.extend(b.linears_mut());
+        }
+        out.extend(self.final_layer.linears_mut());
+        out
+    }
+
+    /// Registers a LoRA under `name` (replacing one of the same name; active LoRAs are
+    /// re-applied).
+    pub fn register_lora(&mut self, name: &str, weights: LoraWeights) -> Result<()> {
+        self.loras.registered.insert(name.to_string(), weights);
+        if self.loras.active.iter().any(|(n, _)| n == name) {
+            let active = self.loras.active.clone();
+            let mode = self.loras.mode;
+            self.enable_loras(&active, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Loads an official LoRA safetensors file and registers it under `name`.
+    pub fn load_lora(&mut self, name: &str, path: &Path) -> Result<()> {
+        let weights = LoraWeights::load(path, &self.device, self.dtype)?;
+        self.register_lora(name, weights)
+    }
+
+    /// Names of the registered LoRAs.
+    pub fn lora_names(&self) -> Vec<String> {
+        self.loras.registered.keys().cloned().collect()
+    }
+
+    /// The active LoRAs with their multipliers.
+    pub fn active_loras(&self) -> &[(String, f64)] {
+        &self.loras.active
+    }
+
+    /// Enables exactly these registered LoRAs (name, multiplier), disabling all others; their
+    /// deltas add up. On error no LoRA stays active.
+    pub fn enable_loras(&mut self, loras: &[(String, f64)], mode: LoraMode) -> Result<()> {
+        self.disable_loras();
+        let result = self.apply_loras(loras, mode);
+        if result.is_err() {
+            self.disable_loras();
+        }
+        result
+    }
+
+    fn apply_loras(&mut self, loras: &[(String, f64)], mode: LoraMode) -> Result<()> {
+        let mut per_layer: BTreeMap<String, Vec<LoraAdapter>> = BTreeMap::new();
+        for (name, multiplier) in loras {
+            let weights = self.loras.registered.get(name).ok_or_else(|| {
+                ModelError::InvalidArgument(format!("no LoRA registered as `{name}`"))
+            })?;
+            for (path, layer) in &weights.layers {
+                per_layer
+                    .entry(path.clone())
+                    .or_default()
+                    .push(LoraAdapter::new(layer.clone(), *multiplier));
+            }
+        }
+        let mut linears = self.linears_mut();
+        for (path, adapters) in per_layer {
+            let lin = linears.iter_mut().find(|l| l.path == path).ok_or_else(|| {
+                ModelError::InvalidArgument(format!("LoRA targets unknown layer `{path}`"))
+            })?;
+            for a in adapters {
+                a.check_fits(&path, lin.in_dim(), lin.out_dim())?;
+                match mode {
+                    LoraMode::Unmerged => lin.push_adapter(a),
+                    LoraMode::Merged => lin.merge_adapter(&a)?,
+                }
+            }
+        }
+        self.loras.active = loras.to_vec();
+        self.loras.mode = mode;
+        Ok(())
+    }
+
+    /// Disables every LoRA (restores merged weights).
+    pub fn disable_loras(&mut self) {
+        for l in self.linears_mut() {
+            l.clear_adapters();
+        }
+        self.loras.active.clear();
+    }
+}

@@ -1,0 +1,193 @@
+//! Property tests of the DiT on a tiny random model.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+
+use super::{DitConfig, LongCatDit, TextInput};
+use crate::lora::{LoraLayer, LoraMode, LoraWeights};
+
+fn tiny_config() -> DitConfig {
+    serde_json::from_value(serde_json::json!({
+        "adaln_tembed_dim": 16, "caption_channels": 24, "depth": 2, "hidden_size": 32,
+        "in_channels": 4, "out_channels": 4, "num_heads": 2, "mlp_ratio": 4,
+        "patch_size": [1, 2, 2], "text_tokens_zero_pad": true,
+        "bsa_params": {"sparsity": 0.5, "cdf_threshold": null,
+                       "chunk_3d_shape_q": [1, 2, 2], "chunk_3d_shape_k": [1, 2, 2]}
+    }))
+    .unwrap()
+}
+
+struct Inputs {
+    x: Tensor,
+    t: Tensor,
+    y: Tensor,
+    mask: Tensor,
+}
+
+fn inputs(frames: usize) -> Inputs {
+    let dev = Device::Cpu;
+    let n = 4 * frames * 4 * 6;
+    let x: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let y: Vec<f32> = (0..5 * 24)
+        .map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0)
+        .collect();
+    let mut t = vec![0f32; frames];
+    for (i, v) in t.iter_mut().enumerate().skip(1) {
+        *v = 500.0 + i as f32;
+    }
+    Inputs {
+        x: Tensor::from_vec(x, (1, 4, frames, 4, 6), &dev).unwrap(),
+        t: Tensor::from_vec(t, (1, frames), &dev).unwrap(),
+        y: Tensor::from_vec(y, (1, 1, 5, 24), &dev).unwrap(),
+        mask: Tensor::new(&[[1i64, 1, 1, 0, 0]], &dev).unwrap(),
+    }
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+fn model(seed: u64) -> LongCatDit {
+    LongCatDit::random(tiny_config(), seed, &Device::Cpu, DType::F32).unwrap()
+}
+
+#[test]
+fn random_weights_are_deterministic_per_seed() {
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let a = model(7).forward(&i.x, &i.t, text, 0).unwrap();
+    let b = model(7).forward(&i.x, &i.t, text, 0).unwrap();
+    let c = model(8).forward(&i.x, &i.t, text, 0).unwrap();
+    assert_eq!(a.dims(), &[1, 4, 2, 4, 6]);
+    assert_eq!(max_diff(&a, &b), 0.0);
+    assert!(max_diff(&a, &c) > 1e-3);
+}
+
+#[test]
+fn kv_cache_forward_matches_full_forward() {
+    let dit = model(3);
+    let i = inputs(3);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let full = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    let cache = dit.cache_condition(&i.x.i((.., .., ..1)).unwrap()).unwrap();
+    let cached = dit
+        .forward_cached(
+            &i.x.i((.., .., 1..)).unwrap(),
+            &i.t.i((.., 1..)).unwrap(),
+            text,
+            &cache,
+        )
+        .unwrap();
+    assert!(max_diff(&full.i((.., .., 1..)).unwrap(), &cached) < 1e-5);
+}
+
+#[test]
+fn condition_frames_ignore_noise_and_text() {
+    let dit = model(4);
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let a = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    let y2 = (&i.y * 2.0).unwrap();
+    let text2 = TextInput {
+        states: &y2,
+        mask: Some(&i.mask),
+    };
+    let b = dit.forward(&i.x, &i.t, text2, 1).unwrap();
+    assert_eq!(
+        max_diff(&a.i((.., .., ..1)).unwrap(), &b.i((.., .., ..1)).unwrap()),
+        0.0
+    );
+    assert!(max_diff(&a.i((.., .., 1..)).unwrap(), &b.i((.., .., 1..)).unwrap()) > 1e-4);
+}
+
+fn fused_lora(dev: &Device) -> LoraWeights {
+    let mut w = LoraWeights::default();
+    let ramp = |r: usize, c: usize, s: f32| {
+        let v: Vec<f32> = (0..r * c)
+            .map(|k| s * (((k * 7) % 11) as f32 - 5.0))
+            .collect();
+        Tensor::from_vec(v, (r, c), dev).unwrap()
+    };
+    w.layers.insert(
+        "blocks.0.attn.qkv".into(),
+        LoraLayer {
+            down: ramp(6, 32, 0.02),
+            ups: (0..3).map(|_| ramp(32, 2, 0.05)).collect(),
+            alpha_scale: 0.5,
+        },
+    );
+    w.layers.insert(
+        "final_layer.linear".into(),
+        LoraLayer {
+            down: ramp(2, 32, 0.03),
+            ups: vec![ramp(16, 2, 0.04)],
+            alpha_scale: 0.5,
+        },
+    );
+    w
+}
+
+#[test]
+fn lora_modes_agree_and_disable_restores() {
+    let mut dit = model(5);
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let base = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    dit.register_lora("a", fused_lora(&Device::Cpu)).unwrap();
+    let loras = vec![("a".to_string(), 0.7)];
+    dit.enable_loras(&loras, LoraMode::Unmerged).unwrap();
+    let unmerged = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    dit.enable_loras(&loras, LoraMode::Merged).unwrap();
+    let merged = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    dit.disable_loras();
+    let restored = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    assert!(max_diff(&base, &unmerged) > 1e-3);
+    assert!(max_diff(&unmerged, &merged) < 1e-5);
+    assert_eq!(max_diff(&base, &restored), 0.0);
+    assert!(dit
+        .enable_loras(&[("missing".to_string(), 1.0)], LoraMode::Unmerged)
+        .is_err());
+    assert!(dit.active_loras().is_empty());
+}
+
+#[test]
+fn bsa_seam_is_only_used_on_multi_frame_latents() {
+    let mut dit = model(6);
+    let params = dit.config().bsa_params.clone().unwrap();
+    let one = inputs(1);
+    let text = TextInput {
+        states: &one.y,
+        mask: Some(&one.mask),
+    };
+    let dense = dit.forward(&one.x, &one.t, text, 0).unwrap();
+    dit.enable_bsa(params);
+    let sparse_single = dit.forward(&one.x, &one.t, text, 0).unwrap();
+    assert_eq!(max_diff(&dense, &sparse_single), 0.0);
+    dit.disable_bsa();
+    assert!(matches!(
+        dit.attention_backend(),
+        super::SelfAttnBackend::Dense
+    ));
+}
