@@ -4,8 +4,8 @@
 use candle_core::Tensor;
 
 use super::layers::attention;
-use crate::bsa::BsaParams;
-use crate::error::{ModelError, Result};
+use crate::bsa::{flash_attn_bsa_3d, BsaParams};
+use crate::error::Result;
 
 /// Which self-attention kernel the DiT uses.
 #[derive(Debug, Clone, Default)]
@@ -16,6 +16,15 @@ pub enum SelfAttnBackend {
     /// Block sparse attention with these parameters (used only when the forward's latent
     /// has more than one frame, as in the reference).
     BlockSparse(BsaParams),
+}
+
+/// Output of one self-attention call.
+#[derive(Debug, Clone)]
+pub struct AttnOutput {
+    /// `[B, H, Sq, D]`.
+    pub output: Tensor,
+    /// Block sparse attention only: `[B, H, n_q_blocks, n_k_blocks]` (u8), 1 = key block used.
+    pub block_mask: Option<Tensor>,
 }
 
 impl SelfAttnBackend {
@@ -29,28 +38,19 @@ impl SelfAttnBackend {
         grid_q: [usize; 3],
         grid_k: [usize; 3],
         latent_frames: usize,
-    ) -> Result<Tensor> {
+    ) -> Result<AttnOutput> {
         match self {
             SelfAttnBackend::BlockSparse(params) if latent_frames > 1 => {
-                block_sparse(q, k, v, grid_q, grid_k, params)
+                let out = flash_attn_bsa_3d(q, k, v, grid_q, grid_k, params)?;
+                Ok(AttnOutput {
+                    output: out.output,
+                    block_mask: Some(out.block_mask),
+                })
             }
-            _ => attention(q, k, v, None),
+            _ => Ok(AttnOutput {
+                output: attention(q, k, v, None)?,
+                block_mask: None,
+            }),
         }
     }
-}
-
-/// Block sparse attention entry point; the kernel lives in `crate::bsa` (not yet in this
-/// build, so enabling BSA on a multi-frame forward reports an error instead of silently
-/// falling back to dense attention).
-fn block_sparse(
-    _q: &Tensor,
-    _k: &Tensor,
-    _v: &Tensor,
-    grid_q: [usize; 3],
-    grid_k: [usize; 3],
-    _params: &BsaParams,
-) -> Result<Tensor> {
-    Err(ModelError::InvalidArgument(format!(
-        "block sparse attention (grid_q {grid_q:?}, grid_k {grid_k:?}) is not available in this build"
-    )))
 }

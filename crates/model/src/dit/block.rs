@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
-use super::attend::SelfAttnBackend;
+use super::attend::{AttnOutput, SelfAttnBackend};
 use super::config::DitConfig;
 use super::layers::{
     attention, gated_residual, layer_norm_f32, modulate_f32, rms_norm_f32, DitLinear,
@@ -29,6 +29,18 @@ pub struct BlockKv {
     pub k: Tensor,
     /// Values.
     pub v: Tensor,
+}
+
+/// What a block returns.
+#[derive(Debug, Clone)]
+pub struct BlockOutput {
+    /// Hidden states `[B, N, C]`.
+    pub hidden: Tensor,
+    /// Keys/values for the cache, when asked for.
+    pub kv: Option<BlockKv>,
+    /// Block sparse attention masks of this block's self-attention, labelled `""` (one
+    /// call), or `"cond"` / `"noise"` (condition mode).
+    pub bsa_masks: Vec<(String, Tensor)>,
 }
 
 /// Everything a block needs besides its input.
@@ -115,7 +127,7 @@ impl Block {
     }
 
     /// `x` `[B, N, C]` to `[B, N, C]`, plus this block's keys/values when asked.
-    pub fn forward(&self, x: &Tensor, a: &BlockArgs) -> Result<(Tensor, Option<BlockKv>)> {
+    pub fn forward(&self, x: &Tensor, a: &BlockArgs) -> Result<BlockOutput> {
         let (b, n, c) = x.dims3()?;
         let tt = a.grid[0];
         let m = self
@@ -127,7 +139,7 @@ impl Block {
         let (shift_mlp, scale_mlp, gate_mlp) = (chunk(3)?, chunk(4)?, chunk(5)?);
 
         let xm = modulate_f32(x, &shift_msa, &scale_msa)?;
-        let (xs, kv) = self.self_attention(&xm, a)?;
+        let (xs, kv, bsa_masks) = self.self_attention(&xm, a)?;
         let mut x = gated_residual(x, &xs, &gate_msa)?;
 
         if let Some(text) = a.text {
@@ -152,7 +164,11 @@ impl Block {
         let xm = modulate_f32(&x, &shift_mlp, &scale_mlp)?;
         let h = (candle_nn::ops::silu(&self.w1.forward(&xm)?)? * self.w3.forward(&xm)?)?;
         let xs = self.w2.forward(&h)?;
-        Ok((gated_residual(&x, &xs, &gate_mlp)?, kv))
+        Ok(BlockOutput {
+            hidden: gated_residual(&x, &xs, &gate_mlp)?,
+            kv,
+            bsa_masks,
+        })
     }
 
     /// Splits a fused projection `[B, N, k*C]` into `k` head tensors `[B, H, N, D]`.
@@ -176,7 +192,12 @@ impl Block {
         Ok(t.transpose(1, 2)?.contiguous()?.reshape((b, n, h * d))?)
     }
 
-    fn self_attention(&self, x: &Tensor, a: &BlockArgs) -> Result<(Tensor, Option<BlockKv>)> {
+    #[allow(clippy::type_complexity)]
+    fn self_attention(
+        &self,
+        x: &Tensor,
+        a: &BlockArgs,
+    ) -> Result<(Tensor, Option<BlockKv>, Vec<(String, Tensor)>)> {
         let n = x.dims()[1];
         let parts = self.split_heads(&self.qkv.forward(x)?, 3)?;
         let q = rms_norm_f32(&parts[0], &self.q_norm)?;
@@ -192,6 +213,13 @@ impl Block {
         };
         let [tt, hh, ww] = a.grid;
         let hw = hh * ww;
+        let mut masks = Vec::new();
+        let mut keep = |label: &str, o: AttnOutput| {
+            if let Some(m) = o.block_mask {
+                masks.push((label.to_string(), m));
+            }
+            o.output
+        };
         let out = if let Some(cache) = a.cache {
             let b = q.dims()[0];
             let (ck, cv) = (expand_batch(&cache.k, b)?, expand_batch(&cache.v, b)?);
@@ -200,8 +228,10 @@ impl Block {
             let v_full = Tensor::cat(&[&cv, &v], 2)?;
             let q = a.rope.apply(&q, nc)?;
             let tk = (nc + n) / hw;
-            a.backend
-                .attend(&q, &k_full, &v_full, [tt, hh, ww], [tk, hh, ww], tt)?
+            let o = a
+                .backend
+                .attend(&q, &k_full, &v_full, [tt, hh, ww], [tk, hh, ww], tt)?;
+            keep("", o)
         } else {
             let q = a.rope.apply(&q, 0)?;
             let k = a.rope.apply(&k, 0)?;
@@ -211,20 +241,24 @@ impl Block {
                 let qc = q.narrow(2, 0, nc)?;
                 let kc = k.narrow(2, 0, nc)?;
                 let vc = v.narrow(2, 0, nc)?;
-                let xc = a
+                let o = a
                     .backend
                     .attend(&qc, &kc, &vc, [tc, hh, ww], [tc, hh, ww], tt)?;
+                let xc = keep("cond", o);
                 let qn = q.narrow(2, nc, n - nc)?;
-                let xn = a
+                let o = a
                     .backend
                     .attend(&qn, &k, &v, [tt - tc, hh, ww], [tt, hh, ww], tt)?;
+                let xn = keep("noise", o);
                 Tensor::cat(&[xc, xn], 2)?
             } else {
-                a.backend
-                    .attend(&q, &k, &v, [tt, hh, ww], [tt, hh, ww], tt)?
+                let o = a
+                    .backend
+                    .attend(&q, &k, &v, [tt, hh, ww], [tt, hh, ww], tt)?;
+                keep("", o)
             }
         };
-        Ok((self.proj.forward(&Self::merge_heads(&out)?)?, kv))
+        Ok((self.proj.forward(&Self::merge_heads(&out)?)?, kv, masks))
     }
 
     fn cross_attention(&self, x: &Tensor, text: &TextContext) -> Result<Tensor> {

@@ -19,7 +19,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-pub use attend::SelfAttnBackend;
+pub use attend::{AttnOutput, SelfAttnBackend};
 pub use block::{BlockKv, TextContext};
 pub use config::DitConfig;
 
@@ -42,6 +42,10 @@ pub struct DitTrace {
     pub blocks: Vec<Tensor>,
     /// Final layer output before unpatchify `[B, N, patch*out]` (f32).
     pub final_layer: Option<Tensor>,
+    /// Per block: block sparse attention masks `[B, heads, n_q_blocks, n_k_blocks]` (u8)
+    /// labelled `""` (single call) or `"cond"` / `"noise"` (condition mode); empty when
+    /// dense attention ran.
+    pub bsa_masks: Vec<Vec<(String, Tensor)>>,
 }
 
 /// Keys/values of clean condition latents for every block (see [`LongCatDit::cache_condition`]).
@@ -331,13 +335,14 @@ impl LongCatDit {
                 want_kv: args.want_kv,
                 backend: &self.backend,
             };
-            let (out, kv) = block.forward(&hs, &bargs)?;
-            hs = out;
-            if let Some(kv) = kv {
+            let out = block.forward(&hs, &bargs)?;
+            hs = out.hidden;
+            if let Some(kv) = out.kv {
                 kvs.push(kv);
             }
             if let Some(tr) = trace.as_deref_mut() {
                 tr.blocks.push(hs.clone());
+                tr.bsa_masks.push(out.bsa_masks);
             }
         }
         if args.want_kv {

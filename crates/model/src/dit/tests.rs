@@ -25,7 +25,7 @@ struct Inputs {
 
 fn inputs(frames: usize) -> Inputs {
     let dev = Device::Cpu;
-    let n = 4 * frames * 4 * 6;
+    let n = 4 * frames * 4 * 8;
     let x: Vec<f32> = (0..n)
         .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
         .collect();
@@ -37,7 +37,7 @@ fn inputs(frames: usize) -> Inputs {
         *v = 500.0 + i as f32;
     }
     Inputs {
-        x: Tensor::from_vec(x, (1, 4, frames, 4, 6), &dev).unwrap(),
+        x: Tensor::from_vec(x, (1, 4, frames, 4, 8), &dev).unwrap(),
         t: Tensor::from_vec(t, (1, frames), &dev).unwrap(),
         y: Tensor::from_vec(y, (1, 1, 5, 24), &dev).unwrap(),
         mask: Tensor::new(&[[1i64, 1, 1, 0, 0]], &dev).unwrap(),
@@ -71,7 +71,7 @@ fn random_weights_are_deterministic_per_seed() {
     let a = model(7).forward(&i.x, &i.t, text, 0).unwrap();
     let b = model(7).forward(&i.x, &i.t, text, 0).unwrap();
     let c = model(8).forward(&i.x, &i.t, text, 0).unwrap();
-    assert_eq!(a.dims(), &[1, 4, 2, 4, 6]);
+    assert_eq!(a.dims(), &[1, 4, 2, 4, 8]);
     assert_eq!(max_diff(&a, &b), 0.0);
     assert!(max_diff(&a, &c) > 1e-3);
 }
@@ -190,4 +190,38 @@ fn bsa_seam_is_only_used_on_multi_frame_latents() {
         dit.attention_backend(),
         super::SelfAttnBackend::Dense
     ));
+}
+
+#[test]
+fn bsa_with_zero_sparsity_equals_dense_and_records_masks() {
+    let mut dit = model(9);
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let dense = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    let mut params = dit.config().bsa_params.clone().unwrap();
+    params.sparsity = Some(0.0);
+    dit.enable_bsa(params.clone());
+    let mut trace = super::DitTrace::default();
+    let full = dit
+        .forward_traced(&i.x, &i.t, text, 1, Some(&mut trace))
+        .unwrap();
+    assert!(max_diff(&dense, &full) < 1e-5);
+    let labels: Vec<&str> = trace.bsa_masks[0].iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, ["cond", "noise"]);
+    let ones: f32 = trace.bsa_masks[0][1]
+        .1
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert_eq!(ones, 1.0);
+    params.sparsity = Some(0.5);
+    dit.enable_bsa(params);
+    let sparse = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    assert!(max_diff(&dense, &sparse) > 1e-4);
 }
