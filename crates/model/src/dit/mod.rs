@@ -277,6 +277,8 @@ impl LongCatDit {
         let (b, _, t, h, w) = x.dims5()?;
         let [_, ph, pw] = self.cfg.patch_size;
         let grid = [t, h / ph, w / pw];
+        // The reference casts timesteps to the weight dtype before the f32 embedding.
+        let timestep = timestep.to_dtype(self.dtype)?.to_dtype(DType::F32)?;
         let timestep = match timestep.rank() {
             1 => timestep
                 .reshape((b, 1))?
