@@ -12,6 +12,7 @@ pub mod dit;
 pub mod error;
 pub mod lora;
 pub mod scheduler;
+pub mod text_clean;
 pub mod tokenizer;
 pub mod umt5;
 pub mod vae;
