@@ -6,6 +6,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use clap::Subcommand;
 use longcat_model::bsa::{flash_attn_bsa_3d, BsaParams};
+use longcat_model::dit::{DitConfig, LongCatDit, TextInput};
 
 /// Benchmarks.
 #[derive(Subcommand)]
@@ -27,6 +28,17 @@ pub enum BenchCommand {
         /// Timed repetitions (the best is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+    },
+    /// DiT forward time (random weights, CPU f32) for the tiny golden config and a mid config
+    /// (hidden 1024, 4 layers, 8k tokens), against the machine's f32 matmul throughput
+    /// measured in the same run.
+    Dit {
+        /// Timed repetitions (the best is reported).
+        #[arg(long, default_value_t = 1)]
+        reps: usize,
+        /// Skip the mid config (it takes tens of seconds per forward on 2 cores).
+        #[arg(long)]
+        tiny_only: bool,
     },
 }
 
@@ -91,6 +103,115 @@ fn bench_bsa(
     Ok(())
 }
 
+/// A DiT shape to benchmark.
+struct DitCase {
+    name: &'static str,
+    hidden: usize,
+    heads: usize,
+    depth: usize,
+    caption_channels: usize,
+    /// Latent `[T, H, W]` (tokens = T*H*W/4 with the 1x2x2 patch).
+    latent: [usize; 3],
+    text_len: usize,
+}
+
+fn dit_config(case: &DitCase) -> Result<DitConfig> {
+    Ok(DitConfig::from_value(&serde_json::json!({
+        "adaln_tembed_dim": 32.max(case.hidden / 4),
+        "caption_channels": case.caption_channels,
+        "depth": case.depth,
+        "frequency_embedding_size": 256,
+        "hidden_size": case.hidden,
+        "in_channels": 16,
+        "out_channels": 16,
+        "mlp_ratio": 4,
+        "num_heads": case.heads,
+        "patch_size": [1, 2, 2],
+        "text_tokens_zero_pad": true,
+    }))?)
+}
+
+/// FLOPs of one DiT forward (matmuls only; attention over all tokens).
+fn dit_flops(case: &DitCase) -> f64 {
+    let n = (case.latent[0] * case.latent[1] * case.latent[2] / 4) as f64;
+    let c = case.hidden as f64;
+    let l = case.text_len as f64;
+    let ffn = ((c * 4.0 * 2.0 / 3.0 / 256.0).ceil() * 256.0).max(256.0);
+    let per_block = 2.0 * n * c * c * 4.0 // qkv + proj
+        + 2.0 * n * c * c * 2.0 // cross-attn q + proj
+        + 2.0 * l * c * c * 2.0 // cross-attn kv
+        + 2.0 * n * c * ffn * 3.0 // SwiGLU
+        + 4.0 * n * n * c // self-attention scores and values
+        + 4.0 * n * l * c; // cross-attention
+    per_block * case.depth as f64
+}
+
+/// Sustained f32 matmul throughput (GFLOP/s) of this machine through candle.
+fn matmul_gflops(reps: usize) -> Result<f64> {
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let t = best_of(reps.max(2), || a.matmul(&b).map(|_| ()).map_err(Into::into))?;
+    Ok(2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9)
+}
+
+fn bench_dit(reps: usize, tiny_only: bool) -> Result<()> {
+    let mut cases = vec![DitCase {
+        name: "tiny (golden config)",
+        hidden: 64,
+        heads: 2,
+        depth: 2,
+        caption_channels: 64,
+        latent: [3, 8, 12],
+        text_len: 16,
+    }];
+    if !tiny_only {
+        cases.push(DitCase {
+            name: "mid (hidden 1024, 4 layers, 8k tokens)",
+            hidden: 1024,
+            heads: 8,
+            depth: 4,
+            caption_channels: 4096,
+            latent: [8, 64, 64],
+            text_len: 128,
+        });
+    }
+    let peak = matmul_gflops(reps)?;
+    println!("baseline: 2048x2048 f32 matmul {peak:.1} GFLOP/s (CPU, this run)");
+    for case in &cases {
+        let dit = LongCatDit::random(dit_config(case)?, 7, &Device::Cpu, candle_core::DType::F32)?;
+        let [t, h, w] = case.latent;
+        let x = Tensor::randn(0f32, 1.0, (1, 16, t, h, w), &Device::Cpu)?;
+        let y = Tensor::randn(
+            0f32,
+            1.0,
+            (1, 1, case.text_len, case.caption_channels),
+            &Device::Cpu,
+        )?;
+        let mask = Tensor::ones((1, case.text_len), candle_core::DType::I64, &Device::Cpu)?;
+        let ts = Tensor::new(&[500f32], &Device::Cpu)?;
+        let text = TextInput {
+            states: &y,
+            mask: Some(&mask),
+        };
+        let time = best_of(reps, || {
+            dit.forward(&x, &ts, text, 0)
+                .map(|_| ())
+                .map_err(Into::into)
+        })?;
+        let gflops = dit_flops(case) / time.as_secs_f64() / 1e9;
+        println!(
+            "dit {:<40} {:>6} tokens {:>10.1} ms  {:>7.1} GFLOP/s  {:.2}x of matmul baseline",
+            case.name,
+            t * h * w / 4,
+            time.as_secs_f64() * 1e3,
+            gflops,
+            gflops / peak
+        );
+    }
+    Ok(())
+}
+
 /// Runs a `bench` subcommand.
 pub fn run(command: BenchCommand) -> Result<()> {
     match command {
@@ -106,5 +227,6 @@ pub fn run(command: BenchCommand) -> Result<()> {
                 .map_err(|_| anyhow::anyhow!("--grid takes three numbers"))?;
             bench_bsa(grid, heads, head_dim, &sparsity, reps)
         }
+        BenchCommand::Dit { reps, tiny_only } => bench_dit(reps, tiny_only),
     }
 }
