@@ -122,18 +122,46 @@ impl LongCatDit {
         })
     }
 
-    /// Loads the weights from safetensors files (e.g. the shards of `dit/`).
+    /// Loads the weights from safetensors files (e.g. the shards of `dit/`), memory-mapped
+    /// and converted tensor by tensor to `dtype` on `device`.
     pub fn load(
         cfg: DitConfig,
         files: &[impl AsRef<Path>],
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        let mut tensors = std::collections::HashMap::new();
-        for f in files {
-            tensors.extend(candle_core::safetensors::load(f.as_ref(), device)?);
+        let paths: Vec<&Path> = files.iter().map(AsRef::as_ref).collect();
+        if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+            return Err(ModelError::NotACheckpoint {
+                path: missing.to_path_buf(),
+                reason: "weights file not found".into(),
+            });
         }
-        Self::new(cfg, VarBuilder::from_tensors(tensors, dtype, device))
+        // SAFETY: the files are mapped read-only; like every safetensors loader we rely on
+        // them not being modified while the model is being built (tensors are copied out).
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&paths, dtype, device)? };
+        Self::new(cfg, vb)
+    }
+
+    /// Loads an official `dit/` directory: `config.json` plus every `*.safetensors` shard.
+    pub fn from_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let cfg = DitConfig::from_file(&dir.join("config.json"))?;
+        let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(ModelError::NotACheckpoint {
+                path: dir.to_path_buf(),
+                reason: "no *.safetensors files".into(),
+            });
+        }
+        Self::load(cfg, &files, device, dtype)
     }
 
     /// A model with deterministic random weights (benchmarks, the built-in tiny model).

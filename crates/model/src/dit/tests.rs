@@ -225,3 +225,58 @@ fn bsa_with_zero_sparsity_equals_dense_and_records_masks() {
     let sparse = dit.forward(&i.x, &i.t, text, 1).unwrap();
     assert!(max_diff(&dense, &sparse) > 1e-4);
 }
+
+#[test]
+fn from_dir_reads_config_and_weights() {
+    let dir = std::env::temp_dir().join(format!("longcat_dit_dir_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = tiny_config();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    assert!(LongCatDit::from_dir(&dir, &Device::Cpu, DType::F32).is_err());
+
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let built = LongCatDit::new(cfg.clone(), vb).unwrap();
+    drop(built);
+    for (k, var) in varmap.data().lock().unwrap().iter() {
+        let r = Tensor::randn(0f32, 0.2, var.shape(), &Device::Cpu).unwrap();
+        let r = if k.ends_with("norm.weight") {
+            (r + 1.0).unwrap()
+        } else {
+            r
+        };
+        var.set(&r).unwrap();
+    }
+    varmap
+        .save(dir.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let direct = LongCatDit::new(cfg, vb).unwrap();
+    let loaded = LongCatDit::from_dir(&dir, &Device::Cpu, DType::F32).unwrap();
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let a = direct.forward(&i.x, &i.t, text, 0).unwrap();
+    let b = loaded.forward(&i.x, &i.t, text, 0).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(max_diff(&a, &b), 0.0);
+    assert!(
+        a.abs()
+            .unwrap()
+            .max_keepdim(0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            > 0.0
+    );
+}
