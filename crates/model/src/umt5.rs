@@ -212,15 +212,26 @@ impl GatedFeedForward {
         Ok(Self {
             wi_0: candle_nn::linear_no_bias(cfg.d_model, cfg.d_ff, vb.pp("wi_0"))?,
             wi_1: candle_nn::linear_no_bias(cfg.d_model, cfg.d_ff, vb.pp("wi_1"))?,
-            wo: candle_nn::linear_no_bias(cfg.d_ff, cfg.d_model, vb.pp("wo"))?,
+            // transformers keeps `wo` in float32 (`_keep_in_fp32_modules = ["wo"]`).
+            wo: candle_nn::linear_no_bias(cfg.d_ff, cfg.d_model, vb.pp("wo").to_dtype(DType::F32))?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = self.wi_0.forward(x)?.gelu()?;
         let hidden = (gate * self.wi_1.forward(x)?)?;
-        Ok(self.wo.forward(&hidden)?)
+        // The product is cast to wo's float32 before the projection, as the reference does;
+        // the output (and from here on the residual stream) is float32.
+        Ok(self.wo.forward(&hidden.to_dtype(DType::F32)?)?)
     }
+}
+
+/// `a + b` with torch's type promotion: mixed bf16/f32 operands are added in f32.
+fn add_promoted(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.dtype() == b.dtype() {
+        return Ok((a + b)?);
+    }
+    Ok((a.to_dtype(DType::F32)? + b.to_dtype(DType::F32)?)?)
 }
 
 /// One encoder block: pre-norm self-attention and pre-norm feed-forward, both residual.
@@ -244,8 +255,11 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.attn_norm.forward(x)?, mask_bias)?)?;
-        Ok((&x + self.ff.forward(&self.ff_norm.forward(&x)?)?)?)
+        let x = add_promoted(
+            x,
+            &self.attn.forward(&self.attn_norm.forward(x)?, mask_bias)?,
+        )?;
+        add_promoted(&x, &self.ff.forward(&self.ff_norm.forward(&x)?)?)
     }
 }
 
@@ -309,6 +323,54 @@ pub fn to_prompt_embeds(last_hidden_state: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bf16_weights_keep_wo_and_the_residual_in_f32() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/goldens");
+        let dir = std::env::var("LONGCAT_GOLDENS")
+            .map(Into::into)
+            .unwrap_or(dir);
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("umt5_weights.json")).unwrap())
+                .unwrap();
+        let cfg: Umt5Config = serde_json::from_value(meta["config"].clone()).unwrap();
+        let golden =
+            candle_core::safetensors::load(dir.join("umt5.safetensors"), &Device::Cpu).unwrap();
+        let path = dir.join("umt5_weights.safetensors");
+        // SAFETY: read-only map of a test file.
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::BF16, &Device::Cpu) }
+                .unwrap();
+        let enc = Umt5Encoder::new(&cfg, vb).unwrap();
+        assert_eq!(enc.blocks[0].ff.wo.weight().dtype(), DType::F32);
+        assert_eq!(enc.blocks[0].ff.wi_0.weight().dtype(), DType::BF16);
+        let out = enc
+            .forward(&golden["input_ids"], &golden["attention_mask"])
+            .unwrap();
+        assert_eq!(
+            out.dtype(),
+            DType::BF16,
+            "final norm output is in the weight dtype"
+        );
+        let reference = &golden["last_hidden_state"];
+        let err = (out.to_dtype(DType::F32).unwrap() - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(err / scale < 0.05, "bf16 relative error {}", err / scale);
+    }
 
     #[test]
     fn buckets_match_t5_rules() {
