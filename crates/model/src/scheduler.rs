@@ -244,19 +244,28 @@ impl Schedule {
     }
 }
 
-/// `x + (sigma_next - sigma) * v`, computed in float32 like the reference (then cast back).
+/// `x + (sigma_next - sigma) * v` with the reference's precision: the sample is float32,
+/// `dt * v` is a tensor product in `v`'s dtype (so for bf16 `dt` and the product are rounded
+/// to bf16, as torch does on GPU and CPU), the sum is float32 and the result is cast back to
+/// `v`'s dtype. For float32 inputs this is plain float32 arithmetic.
 pub fn euler_step(
     sample: &Tensor,
     model_output: &Tensor,
     sigma: f32,
     sigma_next: f32,
 ) -> Result<Tensor> {
+    use candle_core::DType;
     let dtype = model_output.dtype();
-    let dt = sigma_next - sigma;
-    let sample = sample.to_dtype(candle_core::DType::F32)?;
+    let dt = Tensor::new(&[sigma_next - sigma], model_output.device())?
+        .to_dtype(dtype)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?[0];
+    let sample = sample.to_dtype(DType::F32)?;
     let delta = model_output
-        .to_dtype(candle_core::DType::F32)?
-        .affine(dt as f64, 0.0)?;
+        .to_dtype(DType::F32)?
+        .affine(f64::from(dt), 0.0)?
+        .to_dtype(dtype)?
+        .to_dtype(DType::F32)?;
     Ok((sample + delta)?.to_dtype(dtype)?)
 }
 
@@ -288,6 +297,39 @@ mod tests {
         assert!(s.timesteps[1..].iter().all(|&t| t < 500.0));
         assert_eq!(s.sigmas.len(), s.timesteps.len() + 1);
         assert_eq!(*s.sigmas.last().unwrap(), 0.0);
+    }
+
+    #[test]
+    fn bf16_step_rounds_dt_and_product_like_torch() {
+        use candle_core::{DType, Device};
+        let dev = Device::Cpu;
+        let (sigma, next) = (0.9796168f32, 0.9706271f32);
+        let dt_bf16 = half::bf16::from_f32(next - sigma).to_f32();
+        let m = [1.37f32, -2.5, 0.031];
+        let x = [0.5f32, 1.0, -0.25];
+        let mt = Tensor::new(&m, &dev)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
+        let xt = Tensor::new(&x, &dev).unwrap();
+        let out = euler_step(&xt, &mt, sigma, next).unwrap();
+        assert_eq!(out.dtype(), DType::BF16);
+        let got = out.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        for i in 0..3 {
+            let mb = half::bf16::from_f32(m[i]).to_f32();
+            let prod = half::bf16::from_f32(mb * dt_bf16).to_f32();
+            let want = half::bf16::from_f32(x[i] + prod).to_f32();
+            assert_eq!(got[i], want, "element {i}");
+        }
+        // float32 stays plain float32 arithmetic.
+        let m32 = Tensor::new(&m, &dev).unwrap();
+        let out32 = euler_step(&xt, &m32, sigma, next)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for i in 0..3 {
+            assert_eq!(out32[i], x[i] + (next - sigma) * m[i]);
+        }
     }
 
     #[test]
