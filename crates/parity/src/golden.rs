@@ -135,10 +135,13 @@ impl GoldenFile {
     /// Reads an input tensor (marks it as used). Integer tensors come back as i64,
     /// floating ones as f32.
     pub fn input(&self, name: &str) -> Result<Tensor, GoldenError> {
-        let t = self.tensors.get(name).ok_or_else(|| GoldenError::MissingTensor {
-            file: self.stem.clone(),
-            tensor: name.to_string(),
-        })?;
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| GoldenError::MissingTensor {
+                file: self.stem.clone(),
+                tensor: name.to_string(),
+            })?;
         self.consumed.borrow_mut().insert(name.to_string());
         Ok(t.clone())
     }
@@ -177,8 +180,12 @@ impl GoldenFile {
     /// Tensor names neither read as inputs nor checked.
     pub fn unaccounted(&self) -> Vec<String> {
         let consumed = self.consumed.borrow();
-        let checked: BTreeSet<String> =
-            self.results.borrow().iter().map(|r| r.tensor.clone()).collect();
+        let checked: BTreeSet<String> = self
+            .results
+            .borrow()
+            .iter()
+            .map(|r| r.tensor.clone())
+            .collect();
         self.tensors
             .keys()
             .filter(|n| !consumed.contains(*n) && !checked.contains(*n))
@@ -267,8 +274,14 @@ impl GoldenFile {
 
 /// Max-abs error and relative error (max-abs / max |reference|) between two float tensors.
 pub fn float_errors(reference: &Tensor, actual: &Tensor) -> candle_core::Result<(f64, f64)> {
-    let r = reference.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    let a = actual.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let r = reference
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    let a = actual
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
     let mut max_abs = 0f64;
     let mut max_ref = 0f64;
     for (x, y) in r.iter().zip(&a) {
