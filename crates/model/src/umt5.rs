@@ -184,14 +184,17 @@ impl SelfAttention {
         let q = heads(self.q.forward(x)?)?;
         let k = heads(self.k.forward(x)?)?;
         let v = heads(self.v.forward(x)?)?;
-        let scores = q
-            .to_dtype(DType::F32)?
-            .matmul(&k.to_dtype(DType::F32)?.t()?)?;
+        // As the reference: scores and biases in the weights' dtype, softmax in float32,
+        // probabilities cast back before the product with v.
+        let dtype = q.dtype();
+        let scores = q.matmul(&k.t()?)?;
         let bias = self
             .position_bias(len, x.device())?
-            .broadcast_add(mask_bias)?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
-        let out = weights.to_dtype(v.dtype())?.matmul(&v)?;
+            .to_dtype(dtype)?
+            .broadcast_add(&mask_bias.to_dtype(dtype)?)?;
+        let scores = scores.broadcast_add(&bias)?.to_dtype(DType::F32)?;
+        let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let out = weights.matmul(&v)?;
         let out = out
             .transpose(1, 2)?
             .reshape((b, len, self.num_heads * self.d_kv))?;
@@ -223,6 +226,15 @@ impl GatedFeedForward {
         // The product is cast to wo's float32 before the projection, as the reference does;
         // the output (and from here on the residual stream) is float32.
         Ok(self.wo.forward(&hidden.to_dtype(DType::F32)?)?)
+    }
+}
+
+/// `torch.finfo(dtype).min` (exactly representable in float32 for every float dtype).
+fn finfo_min(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => f64::from(half::bf16::MIN),
+        DType::F16 => f64::from(half::f16::MIN),
+        _ => f64::from(f32::MIN),
     }
 }
 
@@ -305,9 +317,12 @@ impl Umt5Encoder {
         let ids = input_ids.to_dtype(DType::U32)?;
         let mut x = self.embed.forward(&ids)?;
         let (b, len) = attention_mask.dims2()?;
-        // (1 - mask) * finfo(f32).min, as an additive bias over keys.
+        // (1 - mask) * finfo(dtype).min, as an additive bias over keys, in the weights' dtype.
+        let dtype = x.dtype();
         let mask = attention_mask.to_dtype(DType::F32)?;
-        let mask_bias = ((1.0 - mask)? * f32::MIN as f64)?.reshape((b, 1, 1, len))?;
+        let mask_bias = ((1.0 - mask)? * finfo_min(dtype))?
+            .to_dtype(dtype)?
+            .reshape((b, 1, 1, len))?;
         for block in &self.blocks {
             x = block.forward(&x, &mask_bias)?;
         }
