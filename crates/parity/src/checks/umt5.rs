@@ -1,8 +1,10 @@
 //! Checker for the `umt5` golden: encoder output and what the pipeline hands to the DiT.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use longcat_model::checkpoint::TrackedWeights;
 use longcat_model::umt5::{to_prompt_embeds, Umt5Config, Umt5Encoder};
 
 use crate::golden::{GoldenFile, Tolerance};
@@ -23,9 +25,16 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let cfg: Umt5Config =
         serde_json::from_value(golden.meta_at("/config")?.clone()).context("meta.config")?;
     let path = weights_path(golden);
-    // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu)? };
-    let encoder = Umt5Encoder::new(&cfg, vb).with_context(|| path.display().to_string())?;
+    let weights = Arc::new(TrackedWeights::open_file(&path)?);
+    let encoder = weights
+        .build(DType::F32, &Device::Cpu, |vb| Umt5Encoder::new(&cfg, vb))
+        .with_context(|| path.display().to_string())?;
+    let unused = weights.unused();
+    anyhow::ensure!(
+        unused.is_empty(),
+        "{} holds tensors the encoder never used: {unused:?}",
+        path.display()
+    );
     let ids = golden.input("input_ids")?;
     let mask = golden.input("attention_mask")?;
     let hidden = encoder.forward(&ids, &mask)?;
