@@ -1,170 +1,214 @@
-//! The Wan2.1 causal 3D VAE (`AutoencoderKLWan`).
+//! The Wan2.1 causal 3D VAE (`AutoencoderKLWan`, the non-residual 2.1 variant).
 //!
-//! Encoding runs frame 0 alone and then chunks of 4 frames, decoding one latent frame at a time;
-//! between chunks every causal convolution keeps the last frames it saw (the feature cache), so
-//! chunked processing equals processing the whole clip. [`WanVae::decode_streaming`] hands out
-//! each decoded chunk as soon as it exists, which keeps memory bounded for long videos.
+//! The public API speaks `[B, C, F, H, W]` like the reference; internally every tensor is
+//! frame-major `[B, F, C, H, W]` so causal convolutions and per-frame 2D layers run on
+//! views. Encoding runs frame 0 alone and then chunks of 4 frames; decoding runs one
+//! latent frame at a time (yielding 1, then 4 frames each). Causal convolutions carry the
+//! last `CACHE_T = 2` input frames from one chunk to the next in a [`FeatCache`].
 
-use std::path::Path;
-
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::conv3d::CausalConv3d;
-use crate::error::{ModelError, Result};
+use crate::conv3d::{CausalConv3d, Conv3dSpec};
+use crate::{ModelError, Result};
 
-/// Frames each causal convolution caches between chunks.
+/// Frames each causal convolution keeps from the previous chunk.
 const CACHE_T: usize = 2;
 
-/// `vae/config.json` of the checkpoint (diffusers `AutoencoderKLWan`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VaeConfig {
-    /// Base channel count.
-    pub base_dim: usize,
-    /// Latent channels.
-    pub z_dim: usize,
-    /// Channel multipliers per level.
-    pub dim_mult: Vec<usize>,
-    /// Residual blocks per level.
-    pub num_res_blocks: usize,
-    /// Scales with attention (Wan2.1: none).
-    #[serde(default)]
-    pub attn_scales: Vec<f64>,
-    /// Temporal downsampling per level (reference spelling).
-    pub temperal_downsample: Vec<bool>,
-    /// Per-channel latent means.
-    pub latents_mean: Vec<f32>,
-    /// Per-channel latent standard deviations.
-    pub latents_std: Vec<f32>,
-    /// Image channels in.
-    #[serde(default = "three")]
-    pub in_channels: usize,
-    /// Image channels out.
-    #[serde(default = "three")]
-    pub out_channels: usize,
-    /// Wan2.2 residual variant (not supported).
-    #[serde(default)]
-    pub is_residual: bool,
-    /// Patchified variant (not supported).
-    #[serde(default)]
-    pub patch_size: Option<usize>,
+fn default_base_dim() -> usize {
+    96
 }
-
-fn three() -> usize {
+fn default_z_dim() -> usize {
+    16
+}
+fn default_dim_mult() -> Vec<usize> {
+    vec![1, 2, 4, 4]
+}
+fn default_num_res_blocks() -> usize {
+    2
+}
+fn default_temporal_downsample() -> Vec<bool> {
+    vec![false, true, true]
+}
+fn default_channels() -> usize {
     3
 }
+fn default_latents_mean() -> Vec<f32> {
+    vec![
+        -0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508, 0.4134, -0.0715,
+        0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921,
+    ]
+}
+fn default_latents_std() -> Vec<f32> {
+    vec![
+        2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743, 3.2687, 2.1526, 2.8652,
+        1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
+    ]
+}
+fn default_scale_temporal() -> usize {
+    4
+}
+fn default_scale_spatial() -> usize {
+    8
+}
 
-impl VaeConfig {
-    /// Reads `vae/config.json`.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| ModelError::Config {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        cfg.validate()?;
-        Ok(cfg)
+/// The diffusers `vae/config.json` of `AutoencoderKLWan`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WanVaeConfig {
+    /// Encoder base channels.
+    #[serde(default = "default_base_dim")]
+    pub base_dim: usize,
+    /// Decoder base channels (defaults to `base_dim`).
+    #[serde(default)]
+    pub decoder_base_dim: Option<usize>,
+    /// Latent channels.
+    #[serde(default = "default_z_dim")]
+    pub z_dim: usize,
+    /// Channel multipliers per level.
+    #[serde(default = "default_dim_mult")]
+    pub dim_mult: Vec<usize>,
+    /// Residual blocks per level.
+    #[serde(default = "default_num_res_blocks")]
+    pub num_res_blocks: usize,
+    /// Scales with attention blocks (only `[]` is supported).
+    #[serde(default)]
+    pub attn_scales: Vec<f64>,
+    /// Temporal downsampling per level transition (the config's spelling).
+    #[serde(default = "default_temporal_downsample")]
+    pub temperal_downsample: Vec<bool>,
+    /// Wan 2.2 residual blocks (only `false` is supported).
+    #[serde(default)]
+    pub is_residual: bool,
+    /// Pixel channels in.
+    #[serde(default = "default_channels")]
+    pub in_channels: usize,
+    /// Pixel channels out.
+    #[serde(default = "default_channels")]
+    pub out_channels: usize,
+    /// Patchification (only `None` is supported).
+    #[serde(default)]
+    pub patch_size: Option<usize>,
+    /// Per-channel latent mean.
+    #[serde(default = "default_latents_mean")]
+    pub latents_mean: Vec<f32>,
+    /// Per-channel latent std.
+    #[serde(default = "default_latents_std")]
+    pub latents_std: Vec<f32>,
+    /// Temporal compression.
+    #[serde(default = "default_scale_temporal")]
+    pub scale_factor_temporal: usize,
+    /// Spatial compression.
+    #[serde(default = "default_scale_spatial")]
+    pub scale_factor_spatial: usize,
+}
+
+impl Default for WanVaeConfig {
+    fn default() -> Self {
+        Self {
+            base_dim: default_base_dim(),
+            decoder_base_dim: None,
+            z_dim: default_z_dim(),
+            dim_mult: default_dim_mult(),
+            num_res_blocks: default_num_res_blocks(),
+            attn_scales: Vec::new(),
+            temperal_downsample: default_temporal_downsample(),
+            is_residual: false,
+            in_channels: 3,
+            out_channels: 3,
+            patch_size: None,
+            latents_mean: default_latents_mean(),
+            latents_std: default_latents_std(),
+            scale_factor_temporal: 4,
+            scale_factor_spatial: 8,
+        }
     }
+}
 
-    /// Refuses variants this implementation does not cover.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(ModelError::InvalidArgument(format!("VAE config: {m}")));
+fn unsupported(what: &str) -> ModelError {
+    ModelError::Candle(candle_core::Error::Msg(format!(
+        "AutoencoderKLWan: {what} is not supported"
+    )))
+}
+
+impl WanVaeConfig {
+    fn validate(&self) -> Result<()> {
         if self.is_residual {
-            return bad("is_residual (Wan2.2 VAE) is not supported");
+            return Err(unsupported("is_residual = true (Wan 2.2)"));
         }
         if self.patch_size.is_some() {
-            return bad("patch_size is not supported");
+            return Err(unsupported("patch_size"));
         }
         if !self.attn_scales.is_empty() {
-            return bad("attn_scales must be empty (Wan2.1)");
+            return Err(unsupported("non-empty attn_scales"));
+        }
+        if self.dim_mult.is_empty() || self.temperal_downsample.len() + 1 < self.dim_mult.len() {
+            return Err(unsupported("dim_mult / temperal_downsample lengths"));
         }
         if self.latents_mean.len() != self.z_dim || self.latents_std.len() != self.z_dim {
-            return bad("latents_mean/latents_std must have z_dim entries");
-        }
-        if self.temperal_downsample.len() + 1 != self.dim_mult.len() {
-            return bad("temperal_downsample needs one entry less than dim_mult");
+            return Err(unsupported("latents_mean/std not of length z_dim"));
         }
         Ok(())
     }
-
-    /// Temporal compression factor (4 for Wan2.1).
-    pub fn scale_temporal(&self) -> usize {
-        1 << self.temperal_downsample.iter().filter(|d| **d).count()
-    }
-
-    /// Spatial compression factor (8 for Wan2.1).
-    pub fn scale_spatial(&self) -> usize {
-        1 << (self.dim_mult.len() - 1)
-    }
 }
 
-/// One feature-cache slot.
-#[derive(Debug, Clone)]
+/// One cache slot: nothing yet, the upsampler's "first chunk seen" marker, or frames.
+#[derive(Debug, Clone, Default)]
 enum Slot {
+    #[default]
     Empty,
-    /// An upsampler that has seen its first chunk (its time conv starts next chunk).
     Rep,
     Frames(Tensor),
 }
 
-/// Feature cache of one encode or decode pass: one slot per cached layer, visited in order.
+/// Per-layer state carried between chunks; slots are handed out in call order.
 #[derive(Debug, Default)]
-struct FeatCache {
+pub struct FeatCache {
     slots: Vec<Slot>,
     idx: usize,
 }
 
 impl FeatCache {
-    fn start_chunk(&mut self) {
+    /// Starts the next chunk (slot order restarts, contents are kept).
+    fn rewind(&mut self) {
         self.idx = 0;
     }
 
-    /// Takes the current slot and advances.
-    fn next(&mut self) -> (usize, Slot) {
+    fn next(&mut self) -> &mut Slot {
         if self.idx == self.slots.len() {
             self.slots.push(Slot::Empty);
         }
         let i = self.idx;
         self.idx += 1;
-        (i, self.slots[i].clone())
-    }
-
-    fn set(&mut self, i: usize, slot: Slot) {
-        self.slots[i] = slot;
+        &mut self.slots[i]
     }
 }
 
-/// Last `CACHE_T` frames of `x`, topped up with the last cached frame when `x` is shorter.
-fn frames_to_cache(x: &Tensor, previous: &Slot) -> Result<Tensor> {
-    let t = x.dim(2)?;
-    let keep = t.min(CACHE_T);
-    let tail = x.narrow(2, t - keep, keep)?;
-    match previous {
-        Slot::Frames(prev) if keep < CACHE_T => {
-            let last = prev.narrow(2, prev.dim(2)? - 1, 1)?;
-            Ok(Tensor::cat(&[&last, &tail], 2)?)
-        }
-        _ => Ok(tail),
-    }
+fn last_frames(x: &Tensor, n: usize) -> Result<Tensor> {
+    let t = x.dim(1)?;
+    let n = n.min(t);
+    Ok(x.narrow(1, t - n, n)?.copy()?)
 }
 
-/// A causal conv that reads and refreshes its cache slot.
+/// Runs a causal conv on `x`, using and refreshing one cache slot.
 fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
-    let (i, slot) = cache.next();
-    let to_cache = frames_to_cache(x, &slot)?;
-    let out = match &slot {
-        Slot::Frames(prev) => conv.forward(x, Some(prev))?,
-        _ => conv.forward(x, None)?,
+    let slot = cache.next();
+    let past = match std::mem::take(slot) {
+        Slot::Frames(p) => Some(p),
+        _ => None,
     };
-    cache.set(i, Slot::Frames(to_cache));
-    Ok(out)
+    let mut keep = last_frames(x, CACHE_T)?;
+    if keep.dim(1)? < CACHE_T {
+        if let Some(p) = &past {
+            keep = Tensor::cat(&[&last_frames(p, 1)?, &keep], 1)?;
+        }
+    }
+    let y = conv.forward(x, past.as_ref())?;
+    *slot = Slot::Frames(keep);
+    Ok(y)
 }
 
-/// Wan RMS norm over channels: `x / max(||x||, 1e-12) * sqrt(C) * gamma` (dim 1).
+/// Wan RMS norm over channels: `x / max(‖x‖, 1e-12) · √C · γ`.
 #[derive(Debug, Clone)]
 struct RmsNorm {
     gamma: Tensor,
@@ -172,12 +216,12 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// `images`: gamma `[C,1,1]` for 4D inputs, else `[C,1,1,1]` for 5D.
+    /// `images` selects the stored gamma shape (`[C,1,1]` vs `[C,1,1,1]`).
     fn new(dim: usize, images: bool, vb: VarBuilder) -> Result<Self> {
         let gamma = if images {
             vb.get((dim, 1, 1), "gamma")?
         } else {
-            vb.get((dim, 1, 1, 1), "gamma")?
+            vb.get((dim, 1, 1, 1), "gamma")?.reshape((dim, 1, 1))?
         };
         Ok(Self {
             gamma,
@@ -185,65 +229,22 @@ impl RmsNorm {
         })
     }
 
+    /// Normalizes over the channel dim of `[.., C, H, W]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let x32 = x.to_dtype(DType::F32)?;
-        let norm = x32.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-        let y = (x32.broadcast_div(&norm)? * self.scale)?;
-        let gamma = self.gamma.to_dtype(DType::F32)?.unsqueeze(0)?;
-        Ok(y.broadcast_mul(&gamma)?.to_dtype(dtype)?)
+        let c_dim = x.rank() - 3;
+        let norm = x
+            .sqr()?
+            .sum_keepdim(c_dim)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
+        let y = x.broadcast_div(&norm)?.affine(self.scale, 0.0)?;
+        Ok(y.broadcast_mul(&self.gamma)?)
     }
 }
 
-/// A 2D convolution applied to every frame of `[B, C, T, H, W]`.
+/// Wan residual block: norm, SiLU, causal conv ×2, plus a 1×1×1 shortcut when widths differ.
 #[derive(Debug, Clone)]
-struct FrameConv2d {
-    weight: Tensor,
-    bias: Tensor,
-    padding: usize,
-    stride: usize,
-}
-
-impl FrameConv2d {
-    fn new(
-        cin: usize,
-        cout: usize,
-        k: usize,
-        padding: usize,
-        stride: usize,
-        vb: VarBuilder,
-    ) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((cout, cin, k, k), "weight")?,
-            bias: vb.get(cout, "bias")?,
-            padding,
-            stride,
-        })
-    }
-
-    /// `x`: `[N, C, H, W]`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        Ok(y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?)
-    }
-}
-
-/// `[B, C, T, H, W]` → `[B*T, C, H, W]`.
-fn frames_of(x: &Tensor) -> Result<(Tensor, usize, usize)> {
-    let (b, c, t, h, w) = x.dims5()?;
-    let f = x.permute((0, 2, 1, 3, 4))?.reshape((b * t, c, h, w))?;
-    Ok((f, b, t))
-}
-
-/// `[B*T, C, H, W]` → `[B, C, T, H, W]`.
-fn video_of(x: &Tensor, b: usize, t: usize) -> Result<Tensor> {
-    let (_, c, h, w) = x.dims4()?;
-    Ok(x.reshape((b, t, c, h, w))?.permute((0, 2, 1, 3, 4))?)
-}
-
-/// Residual block: norm, SiLU, conv, norm, SiLU, conv, plus a 1x1x1 shortcut when widths differ.
-#[derive(Debug, Clone)]
-struct ResidualBlock {
+struct ResBlock {
     norm1: RmsNorm,
     conv1: CausalConv3d,
     norm2: RmsNorm,
@@ -251,28 +252,21 @@ struct ResidualBlock {
     shortcut: Option<CausalConv3d>,
 }
 
-impl ResidualBlock {
-    fn new(cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
-        let conv = |ci, co, name: &str| {
-            CausalConv3d::new(ci, co, [3, 3, 3], [1, 1, 1], [1, 1, 1], vb.pp(name))
-        };
-        let shortcut = if cin != cout {
+impl ResBlock {
+    fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        let shortcut = if in_dim != out_dim {
             Some(CausalConv3d::new(
-                cin,
-                cout,
-                [1, 1, 1],
-                [1, 1, 1],
-                [0, 0, 0],
+                Conv3dSpec::cube(in_dim, out_dim, 1, 0),
                 vb.pp("conv_shortcut"),
             )?)
         } else {
             None
         };
         Ok(Self {
-            norm1: RmsNorm::new(cin, false, vb.pp("norm1"))?,
-            conv1: conv(cin, cout, "conv1")?,
-            norm2: RmsNorm::new(cout, false, vb.pp("norm2"))?,
-            conv2: conv(cout, cout, "conv2")?,
+            norm1: RmsNorm::new(in_dim, false, vb.pp("norm1"))?,
+            conv1: CausalConv3d::new(Conv3dSpec::cube(in_dim, out_dim, 3, 1), vb.pp("conv1"))?,
+            norm2: RmsNorm::new(out_dim, false, vb.pp("norm2"))?,
+            conv2: CausalConv3d::new(Conv3dSpec::cube(out_dim, out_dim, 3, 1), vb.pp("conv2"))?,
             shortcut,
         })
     }
@@ -290,57 +284,72 @@ impl ResidualBlock {
     }
 }
 
-/// Single-head spatial self-attention applied per frame.
+/// Single-head self-attention within each frame.
 #[derive(Debug, Clone)]
-struct AttentionBlock {
+struct AttnBlock {
     norm: RmsNorm,
-    to_qkv: FrameConv2d,
-    proj: FrameConv2d,
+    qkv_w: Tensor,
+    qkv_b: Tensor,
+    proj_w: Tensor,
+    proj_b: Tensor,
 }
 
-impl AttentionBlock {
+impl AttnBlock {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let qkv = vb.pp("to_qkv");
+        let proj = vb.pp("proj");
         Ok(Self {
             norm: RmsNorm::new(dim, true, vb.pp("norm"))?,
-            to_qkv: FrameConv2d::new(dim, dim * 3, 1, 0, 1, vb.pp("to_qkv"))?,
-            proj: FrameConv2d::new(dim, dim, 1, 0, 1, vb.pp("proj"))?,
+            qkv_w: qkv
+                .get((3 * dim, dim, 1, 1), "weight")?
+                .reshape((3 * dim, dim))?
+                .t()?,
+            qkv_b: qkv.get(3 * dim, "bias")?,
+            proj_w: proj
+                .get((dim, dim, 1, 1), "weight")?
+                .reshape((dim, dim))?
+                .t()?,
+            proj_b: proj.get(dim, "bias")?,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (frames, b, t) = frames_of(x)?;
-        let (n, c, h, w) = frames.dims4()?;
-        let qkv = self.to_qkv.forward(&self.norm.forward(&frames)?)?; // [N, 3C, H, W]
-        let qkv = qkv.reshape((n, 3 * c, h * w))?.transpose(1, 2)?; // [N, HW, 3C]
-        let q = qkv.narrow(2, 0, c)?.contiguous()?;
-        let k = qkv.narrow(2, c, c)?.contiguous()?;
-        let v = qkv.narrow(2, 2 * c, c)?.contiguous()?;
-        let scores = (q
-            .to_dtype(DType::F32)?
-            .matmul(&k.to_dtype(DType::F32)?.t()?)?
-            / (c as f64).sqrt())?;
-        let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = weights.matmul(&v)?; // [N, HW, C]
-        let out = out.transpose(1, 2)?.reshape((n, c, h, w))?;
-        let out = self.proj.forward(&out)?;
-        Ok((video_of(&out, b, t)? + x)?)
+        let (b, t, c, h, w) = x.dims5()?;
+        let n = b * t;
+        let y = self.norm.forward(&x.reshape((n, c, h, w))?)?;
+        // [n, hw, c] tokens
+        let tokens = y.reshape((n, c, h * w))?.transpose(1, 2)?.contiguous()?;
+        let qkv = tokens
+            .broadcast_matmul(&self.qkv_w)?
+            .broadcast_add(&self.qkv_b)?;
+        let q = qkv.narrow(D::Minus1, 0, c)?.contiguous()?;
+        let k = qkv.narrow(D::Minus1, c, c)?.contiguous()?;
+        let v = qkv.narrow(D::Minus1, 2 * c, c)?.contiguous()?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (c as f64).sqrt()))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v)?;
+        let out = out
+            .broadcast_matmul(&self.proj_w)?
+            .broadcast_add(&self.proj_b)?;
+        let out = out.transpose(1, 2)?.reshape((b, t, c, h, w))?;
+        Ok((out + x)?)
     }
 }
 
-/// Resnet, attention, resnet at the narrowest level.
+/// Residual block, attention, residual block.
 #[derive(Debug, Clone)]
 struct MidBlock {
-    res0: ResidualBlock,
-    attn: AttentionBlock,
-    res1: ResidualBlock,
+    res0: ResBlock,
+    attn: AttnBlock,
+    res1: ResBlock,
 }
 
 impl MidBlock {
     fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            res0: ResidualBlock::new(dim, dim, vb.pp("resnets.0"))?,
-            attn: AttentionBlock::new(dim, vb.pp("attentions.0"))?,
-            res1: ResidualBlock::new(dim, dim, vb.pp("resnets.1"))?,
+            res0: ResBlock::new(dim, dim, vb.pp("resnets.0"))?,
+            attn: AttnBlock::new(dim, vb.pp("attentions.0"))?,
+            res1: ResBlock::new(dim, dim, vb.pp("resnets.1"))?,
         })
     }
 
@@ -351,145 +360,134 @@ impl MidBlock {
     }
 }
 
-/// Spatial (and optionally temporal) resampling.
+/// What a [`Resample`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResampleMode {
+    Up2d,
+    Up3d,
+    Down2d,
+    Down3d,
+}
+
+/// Spatial ×2 up/down sampling (per frame), with a causal temporal conv for the 3D modes.
 #[derive(Debug, Clone)]
-enum Resample {
-    Down2d(FrameConv2d),
-    Down3d(FrameConv2d, CausalConv3d),
-    Up2d(FrameConv2d),
-    Up3d(FrameConv2d, CausalConv3d),
+struct Resample {
+    mode: ResampleMode,
+    conv_w: Tensor,
+    conv_b: Tensor,
+    time_conv: Option<CausalConv3d>,
 }
 
 impl Resample {
-    fn down(dim: usize, temporal: bool, vb: VarBuilder) -> Result<Self> {
-        let conv = FrameConv2d::new(dim, dim, 3, 0, 2, vb.pp("resample.1"))?;
-        Ok(if temporal {
-            let tc = CausalConv3d::new(
-                dim,
-                dim,
-                [3, 1, 1],
-                [2, 1, 1],
-                [0, 0, 0],
+    fn new(dim: usize, mode: ResampleMode, vb: VarBuilder) -> Result<Self> {
+        let out = match mode {
+            ResampleMode::Up2d | ResampleMode::Up3d => dim / 2,
+            ResampleMode::Down2d | ResampleMode::Down3d => dim,
+        };
+        let rv = vb.pp("resample.1");
+        let conv_w = rv.get((out, dim, 3, 3), "weight")?;
+        let conv_b = rv.get(out, "bias")?.reshape((1, out, 1, 1))?;
+        let time_conv = match mode {
+            ResampleMode::Up3d => Some(CausalConv3d::new(
+                Conv3dSpec {
+                    in_channels: dim,
+                    out_channels: 2 * dim,
+                    kernel: (3, 1, 1),
+                    stride_t: 1,
+                    padding: (1, 0, 0),
+                },
                 vb.pp("time_conv"),
-            )?;
-            Resample::Down3d(conv, tc)
-        } else {
-            Resample::Down2d(conv)
-        })
-    }
-
-    fn up(dim: usize, temporal: bool, vb: VarBuilder) -> Result<Self> {
-        let conv = FrameConv2d::new(dim, dim / 2, 3, 1, 1, vb.pp("resample.1"))?;
-        Ok(if temporal {
-            let tc = CausalConv3d::new(
-                dim,
-                dim * 2,
-                [3, 1, 1],
-                [1, 1, 1],
-                [1, 0, 0],
+            )?),
+            ResampleMode::Down3d => Some(CausalConv3d::new(
+                Conv3dSpec {
+                    in_channels: dim,
+                    out_channels: dim,
+                    kernel: (3, 1, 1),
+                    stride_t: 2,
+                    padding: (0, 0, 0),
+                },
                 vb.pp("time_conv"),
-            )?;
-            Resample::Up3d(conv, tc)
-        } else {
-            Resample::Up2d(conv)
+            )?),
+            _ => None,
+        };
+        Ok(Self {
+            mode,
+            conv_w,
+            conv_b,
+            time_conv,
         })
     }
 
     fn forward(&self, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
-        let x = match self {
-            Resample::Up3d(_, time_conv) => upsample_time(x, time_conv, cache)?,
-            _ => x.clone(),
-        };
-        let (frames, b, t) = frames_of(&x)?;
-        let frames = match self {
-            Resample::Down2d(conv) | Resample::Down3d(conv, _) => {
-                // Zero-pad right and bottom by one, then a stride-2 3x3 convolution.
-                let padded = frames.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
-                conv.forward(&padded)?
-            }
-            Resample::Up2d(conv) | Resample::Up3d(conv, _) => {
-                let (_, _, h, w) = frames.dims4()?;
-                let up = frames
-                    .to_dtype(DType::F32)?
-                    .upsample_nearest2d(h * 2, w * 2)?
-                    .to_dtype(frames.dtype())?;
-                conv.forward(&up)?
-            }
-        };
-        let x = video_of(&frames, b, t)?;
-        match self {
-            Resample::Down3d(_, time_conv) => downsample_time(&x, time_conv, cache),
-            _ => Ok(x),
+        let mut x = x.clone();
+        if let (ResampleMode::Up3d, Some(tc)) = (self.mode, &self.time_conv) {
+            x = Self::time_upsample(tc, &x, cache)?;
         }
+        let (b, t, c, h, w) = x.dims5()?;
+        let flat = x.reshape((b * t, c, h, w))?;
+        let y = match self.mode {
+            ResampleMode::Up2d | ResampleMode::Up3d => flat
+                .upsample_nearest2d(2 * h, 2 * w)?
+                .conv2d(&self.conv_w, 1, 1, 1, 1)?,
+            ResampleMode::Down2d | ResampleMode::Down3d => flat
+                .pad_with_zeros(2, 0, 1)?
+                .pad_with_zeros(3, 0, 1)?
+                .conv2d(&self.conv_w, 0, 2, 1, 1)?,
+        };
+        let y = y.broadcast_add(&self.conv_b)?;
+        let (_, co, ho, wo) = y.dims4()?;
+        let mut y = y.reshape((b, t, co, ho, wo))?;
+        if let (ResampleMode::Down3d, Some(tc)) = (self.mode, &self.time_conv) {
+            let slot = cache.next();
+            match std::mem::take(slot) {
+                Slot::Frames(p) => {
+                    let keep = last_frames(&y, 1)?;
+                    let joined = Tensor::cat(&[&last_frames(&p, 1)?, &y], 1)?;
+                    y = tc.forward(&joined, None)?;
+                    *slot = Slot::Frames(keep);
+                }
+                _ => *slot = Slot::Frames(y.copy()?),
+            }
+        }
+        Ok(y)
     }
-}
 
-/// Temporal 2x upsampling of the decoder (skipped on the first chunk, as the reference).
-fn upsample_time(x: &Tensor, time_conv: &CausalConv3d, cache: &mut FeatCache) -> Result<Tensor> {
-    let (i, slot) = cache.next();
-    let (b, c, t, h, w) = x.dims5()?;
-    let y = match &slot {
-        Slot::Empty => {
-            cache.set(i, Slot::Rep);
-            return Ok(x.clone());
-        }
-        Slot::Rep => {
-            let tail = x.narrow(2, t - t.min(CACHE_T), t.min(CACHE_T))?;
-            let to_cache = if tail.dim(2)? < CACHE_T {
-                Tensor::cat(&[&tail.zeros_like()?, &tail], 2)?
-            } else {
-                tail
+    /// Doubles the frame count with the time conv (skipped on the very first chunk).
+    fn time_upsample(tc: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
+        let slot = cache.next();
+        let past = match std::mem::take(slot) {
+            Slot::Empty => {
+                *slot = Slot::Rep;
+                return Ok(x.clone());
+            }
+            Slot::Rep => None,
+            Slot::Frames(p) => Some(p),
+        };
+        let mut keep = last_frames(x, CACHE_T)?;
+        if keep.dim(1)? < CACHE_T {
+            let prev = match &past {
+                Some(p) => last_frames(p, 1)?,
+                None => keep.zeros_like()?,
             };
-            let y = time_conv.forward(x, None)?;
-            cache.set(i, Slot::Frames(to_cache));
-            y
+            keep = Tensor::cat(&[&prev, &keep], 1)?;
         }
-        Slot::Frames(prev) => {
-            let to_cache = frames_to_cache(x, &slot)?;
-            let y = time_conv.forward(x, Some(prev))?;
-            cache.set(i, Slot::Frames(to_cache));
-            y
-        }
-    };
-    // Channels [2, C] interleave into frames: t0a, t0b, t1a, t1b, ...
-    let y = y.reshape((b, 2, c, t, h, w))?;
-    let y = Tensor::stack(
-        &[
-            y.narrow(1, 0, 1)?.squeeze(1)?,
-            y.narrow(1, 1, 1)?.squeeze(1)?,
-        ],
-        3,
-    )?;
-    Ok(y.reshape((b, c, t * 2, h, w))?)
-}
-
-/// Temporal 2x downsampling of the encoder (the first chunk passes through).
-fn downsample_time(x: &Tensor, time_conv: &CausalConv3d, cache: &mut FeatCache) -> Result<Tensor> {
-    let (i, slot) = cache.next();
-    match slot {
-        Slot::Frames(prev) => {
-            let t = x.dim(2)?;
-            let last_prev = prev.narrow(2, prev.dim(2)? - 1, 1)?;
-            let to_cache = x.narrow(2, t - 1, 1)?;
-            let y = time_conv.forward(&Tensor::cat(&[&last_prev, x], 2)?, None)?;
-            cache.set(i, Slot::Frames(to_cache));
-            Ok(y)
-        }
-        _ => {
-            cache.set(i, Slot::Frames(x.clone()));
-            Ok(x.clone())
-        }
+        let y = tc.forward(x, past.as_ref())?;
+        *slot = Slot::Frames(keep);
+        let (b, t, c2, h, w) = y.dims5()?;
+        let c = c2 / 2;
+        // channels [j·C + c] of frame t become channel c of frame 2t + j
+        Ok(y.reshape((b, t * 2, c, h, w))?)
     }
 }
 
-/// A layer of the encoder's flat `down_blocks` list.
+/// One encoder stage entry.
 #[derive(Debug, Clone)]
 enum DownLayer {
-    Res(ResidualBlock),
+    Res(ResBlock),
     Resample(Resample),
 }
 
-/// The encoder: video → `[mean, logvar]` pre-quantisation features.
+/// The causal 3D encoder (`WanEncoder3d`).
 #[derive(Debug, Clone)]
 struct Encoder {
     conv_in: CausalConv3d,
@@ -500,34 +498,39 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.base_dim;
         let dims: Vec<usize> = std::iter::once(1)
             .chain(cfg.dim_mult.iter().copied())
             .map(|m| m * dim)
             .collect();
         let conv_in = CausalConv3d::new(
-            cfg.in_channels,
-            dims[0],
-            [3, 3, 3],
-            [1, 1, 1],
-            [1, 1, 1],
+            Conv3dSpec::cube(cfg.in_channels, dims[0], 3, 1),
             vb.pp("conv_in"),
         )?;
-        let mut down = Vec::new();
         let levels = cfg.dim_mult.len();
+        let mut down = Vec::new();
+        let dvb = vb.pp("down_blocks");
         for i in 0..levels {
-            let mut cin = dims[i];
-            let cout = dims[i + 1];
+            let mut in_dim = dims[i];
+            let out_dim = dims[i + 1];
             for _ in 0..cfg.num_res_blocks {
-                let vbi = vb.pp(format!("down_blocks.{}", down.len()));
-                down.push(DownLayer::Res(ResidualBlock::new(cin, cout, vbi)?));
-                cin = cout;
+                let n = down.len();
+                down.push(DownLayer::Res(ResBlock::new(in_dim, out_dim, dvb.pp(n))?));
+                in_dim = out_dim;
             }
             if i != levels - 1 {
-                let vbi = vb.pp(format!("down_blocks.{}", down.len()));
-                let temporal = cfg.temperal_downsample[i];
-                down.push(DownLayer::Resample(Resample::down(cout, temporal, vbi)?));
+                let mode = if cfg.temperal_downsample[i] {
+                    ResampleMode::Down3d
+                } else {
+                    ResampleMode::Down2d
+                };
+                let n = down.len();
+                down.push(DownLayer::Resample(Resample::new(
+                    out_dim,
+                    mode,
+                    dvb.pp(n),
+                )?));
             }
         }
         let top = dims[levels];
@@ -537,11 +540,7 @@ impl Encoder {
             mid: MidBlock::new(top, vb.pp("mid_block"))?,
             norm_out: RmsNorm::new(top, false, vb.pp("norm_out"))?,
             conv_out: CausalConv3d::new(
-                top,
-                cfg.z_dim * 2,
-                [3, 3, 3],
-                [1, 1, 1],
-                [1, 1, 1],
+                Conv3dSpec::cube(top, 2 * cfg.z_dim, 3, 1),
                 vb.pp("conv_out"),
             )?,
         })
@@ -561,14 +560,14 @@ impl Encoder {
     }
 }
 
-/// One decoder level: residual blocks then an optional upsampler.
+/// Residual blocks then an optional upsampler (`WanUpBlock`).
 #[derive(Debug, Clone)]
 struct UpBlock {
-    resnets: Vec<ResidualBlock>,
+    resnets: Vec<ResBlock>,
     upsampler: Option<Resample>,
 }
 
-/// The decoder: latents → video.
+/// The causal 3D decoder (`WanDecoder3d`).
 #[derive(Debug, Clone)]
 struct Decoder {
     conv_in: CausalConv3d,
@@ -579,38 +578,34 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
-        let dim = cfg.base_dim;
+    fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+        let dim = cfg.decoder_base_dim.unwrap_or(cfg.base_dim);
         let levels = cfg.dim_mult.len();
-        let mut mults = vec![cfg.dim_mult[levels - 1]];
-        mults.extend(cfg.dim_mult.iter().rev().copied());
-        let dims: Vec<usize> = mults.iter().map(|m| m * dim).collect();
+        let dims: Vec<usize> = std::iter::once(cfg.dim_mult[levels - 1])
+            .chain(cfg.dim_mult.iter().rev().copied())
+            .map(|m| m * dim)
+            .collect();
         let temporal_up: Vec<bool> = cfg.temperal_downsample.iter().rev().copied().collect();
-        let conv_in = CausalConv3d::new(
-            cfg.z_dim,
-            dims[0],
-            [3, 3, 3],
-            [1, 1, 1],
-            [1, 1, 1],
-            vb.pp("conv_in"),
-        )?;
+        let conv_in =
+            CausalConv3d::new(Conv3dSpec::cube(cfg.z_dim, dims[0], 3, 1), vb.pp("conv_in"))?;
         let mid = MidBlock::new(dims[0], vb.pp("mid_block"))?;
-        let mut up = Vec::new();
+        let mut up = Vec::with_capacity(levels);
         for i in 0..levels {
-            let vbi = vb.pp(format!("up_blocks.{i}"));
-            let mut cin = if i > 0 { dims[i] / 2 } else { dims[i] };
-            let cout = dims[i + 1];
-            let mut resnets = Vec::new();
+            let mut in_dim = if i > 0 { dims[i] / 2 } else { dims[i] };
+            let out_dim = dims[i + 1];
+            let bvb = vb.pp("up_blocks").pp(i);
+            let mut resnets = Vec::with_capacity(cfg.num_res_blocks + 1);
             for j in 0..=cfg.num_res_blocks {
-                resnets.push(ResidualBlock::new(
-                    cin,
-                    cout,
-                    vbi.pp(format!("resnets.{j}")),
-                )?);
-                cin = cout;
+                resnets.push(ResBlock::new(in_dim, out_dim, bvb.pp("resnets").pp(j))?);
+                in_dim = out_dim;
             }
             let upsampler = if i != levels - 1 {
-                Some(Resample::up(cout, temporal_up[i], vbi.pp("upsamplers.0"))?)
+                let mode = if temporal_up[i] {
+                    ResampleMode::Up3d
+                } else {
+                    ResampleMode::Up2d
+                };
+                Some(Resample::new(out_dim, mode, bvb.pp("upsamplers.0"))?)
             } else {
                 None
             };
@@ -623,11 +618,7 @@ impl Decoder {
             up,
             norm_out: RmsNorm::new(last, false, vb.pp("norm_out"))?,
             conv_out: CausalConv3d::new(
-                last,
-                cfg.out_channels,
-                [3, 3, 3],
-                [1, 1, 1],
-                [1, 1, 1],
+                Conv3dSpec::cube(last, cfg.out_channels, 3, 1),
                 vb.pp("conv_out"),
             )?,
         })
@@ -649,131 +640,88 @@ impl Decoder {
     }
 }
 
-/// The VAE posterior: a diagonal Gaussian.
+/// The encoder's diagonal Gaussian over latents `[B, z, T, h, w]`.
 #[derive(Debug, Clone)]
 pub struct Posterior {
-    /// Mean `[B, z, T, h, w]`.
+    /// Mean.
     pub mean: Tensor,
-    /// Log-variance, clamped to [-30, 20].
+    /// Log-variance, clamped to `[-30, 20]`.
     pub logvar: Tensor,
 }
 
 impl Posterior {
-    /// `exp(0.5 * logvar)`.
+    /// `exp(0.5·logvar)`.
     pub fn std(&self) -> Result<Tensor> {
         Ok((&self.logvar * 0.5)?.exp()?)
     }
 
-    /// `mean + std * noise` with caller-provided standard normal noise.
+    /// `mean + std·noise` with standard normal `noise` shaped like `mean`.
     pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
-        Ok((&self.mean + self.std()?.mul(&noise.to_dtype(self.mean.dtype())?)?)?)
+        Ok((&self.mean + self.std()?.mul(noise)?)?)
     }
 }
 
-/// The Wan2.1 VAE.
+/// `AutoencoderKLWan` (Wan 2.1): causal video encoder and decoder.
 #[derive(Debug, Clone)]
 pub struct WanVae {
+    cfg: WanVaeConfig,
     encoder: Encoder,
     quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
     decoder: Decoder,
-    config: VaeConfig,
+}
+
+/// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
+fn swap_ct(x: &Tensor) -> Result<Tensor> {
+    Ok(x.permute((0, 2, 1, 3, 4))?.contiguous()?)
 }
 
 impl WanVae {
-    /// Builds the VAE from `encoder.*`, `decoder.*`, `quant_conv.*`, `post_quant_conv.*`.
-    pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+    /// Builds the VAE from diffusers-named weights (`encoder.*`, `decoder.*`, `quant_conv.*`,
+    /// `post_quant_conv.*`).
+    pub fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let z2 = cfg.z_dim * 2;
+        let z2 = 2 * cfg.z_dim;
         Ok(Self {
+            cfg: cfg.clone(),
             encoder: Encoder::new(cfg, vb.pp("encoder"))?,
-            quant_conv: CausalConv3d::new(
-                z2,
-                z2,
-                [1, 1, 1],
-                [1, 1, 1],
-                [0, 0, 0],
-                vb.pp("quant_conv"),
-            )?,
+            quant_conv: CausalConv3d::new(Conv3dSpec::cube(z2, z2, 1, 0), vb.pp("quant_conv"))?,
             post_quant_conv: CausalConv3d::new(
-                cfg.z_dim,
-                cfg.z_dim,
-                [1, 1, 1],
-                [1, 1, 1],
-                [0, 0, 0],
+                Conv3dSpec::cube(cfg.z_dim, cfg.z_dim, 1, 0),
                 vb.pp("post_quant_conv"),
             )?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
-            config: cfg.clone(),
         })
     }
 
     /// The configuration.
-    pub fn config(&self) -> &VaeConfig {
-        &self.config
+    pub fn config(&self) -> &WanVaeConfig {
+        &self.cfg
     }
 
-    /// Encodes a video `[B, 3, F, H, W]` in [-1, 1] (F = 1 + 4k) into its posterior.
+    /// Encodes `video` `[B, 3, F, H, W]` in `[-1, 1]` (`F = 1 + 4k`, `H, W` divisible by 8)
+    /// into the posterior over `[B, z, 1 + (F-1)/4, H/8, W/8]`.
     pub fn encode(&self, video: &Tensor) -> Result<Posterior> {
-        let frames = video.dim(2)?;
+        let x = swap_ct(video)?;
+        let frames = x.dim(1)?;
         let mut cache = FeatCache::default();
         let mut outs = Vec::new();
-        let chunks = 1 + frames.saturating_sub(1) / 4;
-        for i in 0..chunks {
-            cache.start_chunk();
-            let chunk = if i == 0 {
-                video.narrow(2, 0, 1)?
-            } else {
-                video.narrow(2, 1 + 4 * (i - 1), 4)?
-            };
+        let mut start = 0;
+        while start < frames {
+            let len = if start == 0 { 1 } else { 4.min(frames - start) };
+            cache.rewind();
+            let chunk = x.narrow(1, start, len)?;
             outs.push(self.encoder.forward(&chunk, &mut cache)?);
+            start += len;
         }
-        let enc = self.quant_conv.forward(&Tensor::cat(&outs, 2)?, None)?;
-        let z = self.config.z_dim;
-        Ok(Posterior {
-            mean: enc.narrow(1, 0, z)?,
-            logvar: enc.narrow(1, z, z)?.clamp(-30f32, 20f32)?,
-        })
+        let h = self.quant_conv.forward(&Tensor::cat(&outs, 1)?, None)?;
+        let z = self.cfg.z_dim;
+        let mean = swap_ct(&h.narrow(2, 0, z)?)?;
+        let logvar = swap_ct(&h.narrow(2, z, z)?)?.clamp(-30f64, 20f64)?;
+        Ok(Posterior { mean, logvar })
     }
 
-    fn latent_stats(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
-        let shape = (1, self.config.z_dim, 1, 1, 1);
-        let dev = like.device();
-        let mean = Tensor::new(self.config.latents_mean.as_slice(), dev)?.reshape(shape)?;
-        let std = Tensor::new(self.config.latents_std.as_slice(), dev)?.reshape(shape)?;
-        Ok((mean.to_dtype(like.dtype())?, std.to_dtype(like.dtype())?))
-    }
-
-    /// `(z - latents_mean) / latents_std` per channel: the DiT's latent space.
-    pub fn normalize_latents(&self, z: &Tensor) -> Result<Tensor> {
-        let (mean, std) = self.latent_stats(z)?;
-        Ok(z.broadcast_sub(&mean)?.broadcast_div(&std)?)
-    }
-
-    /// `z * latents_std + latents_mean`: back to the decoder's input space.
-    pub fn denormalize_latents(&self, z: &Tensor) -> Result<Tensor> {
-        let (mean, std) = self.latent_stats(z)?;
-        Ok(z.broadcast_mul(&std)?.broadcast_add(&mean)?)
-    }
-
-    /// Decodes latents `[B, z, T, h, w]` chunk by chunk, handing each decoded chunk
-    /// (`[B, 3, 1 or 4, H, W]`, clamped to [-1, 1]) to `on_chunk` as soon as it is ready.
-    pub fn decode_streaming(
-        &self,
-        z: &Tensor,
-        mut on_chunk: impl FnMut(Tensor) -> Result<()>,
-    ) -> Result<()> {
-        let x = self.post_quant_conv.forward(z, None)?;
-        let mut cache = FeatCache::default();
-        for i in 0..x.dim(2)? {
-            cache.start_chunk();
-            let out = self.decoder.forward(&x.narrow(2, i, 1)?, &mut cache)?;
-            on_chunk(out.clamp(-1f32, 1f32)?)?;
-        }
-        Ok(())
-    }
-
-    /// Decodes latents `[B, z, T, h, w]` into a video `[B, 3, 1 + 4(T-1), H, W]` in [-1, 1].
+    /// Decodes latents `[B, z, T, h, w]` to `[B, 3, 1 + 4(T-1), 8h, 8w]` in `[-1, 1]`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         let mut chunks = Vec::new();
         self.decode_streaming(z, |c| {
@@ -781,5 +729,48 @@ impl WanVae {
             Ok(())
         })?;
         Ok(Tensor::cat(&chunks, 2)?)
+    }
+
+    /// Decodes one latent frame at a time and hands each pixel chunk `[B, 3, f, H, W]`
+    /// (`f` = 1 for the first, then 4) to `sink`, so the whole video is never held.
+    pub fn decode_streaming(
+        &self,
+        z: &Tensor,
+        mut sink: impl FnMut(Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let x = self.post_quant_conv.forward(&swap_ct(z)?, None)?;
+        let mut cache = FeatCache::default();
+        for i in 0..x.dim(1)? {
+            cache.rewind();
+            let out = self.decoder.forward(&x.narrow(1, i, 1)?, &mut cache)?;
+            sink(swap_ct(&out)?.clamp(-1f64, 1f64)?)?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
+        let c = self.cfg.z_dim;
+        let dev = like.device();
+        let mean = Tensor::from_vec(self.cfg.latents_mean.clone(), (1, c, 1, 1, 1), dev)?;
+        let inv: Vec<f32> = self.cfg.latents_std.iter().map(|s| 1.0 / s).collect();
+        let inv = Tensor::from_vec(inv, (1, c, 1, 1, 1), dev)?;
+        Ok((mean.to_dtype(like.dtype())?, inv.to_dtype(like.dtype())?))
+    }
+
+    /// `(z - latents_mean) · (1 / latents_std)` per channel of `[B, z, T, h, w]`.
+    pub fn normalize_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let (mean, inv) = self.stats(z)?;
+        Ok(z.broadcast_sub(&mean)?.broadcast_mul(&inv)?)
+    }
+
+    /// `z / (1 / latents_std) + latents_mean` per channel.
+    pub fn denormalize_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let (mean, inv) = self.stats(z)?;
+        Ok(z.broadcast_div(&inv)?.broadcast_add(&mean)?)
+    }
+
+    /// Dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.decoder.norm_out.gamma.dtype()
     }
 }
