@@ -8,7 +8,9 @@
 
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::conv3d::{CausalConv3d, Conv3dSpec};
 use crate::{ModelError, Result};
@@ -54,8 +56,8 @@ fn default_scale_spatial() -> usize {
 }
 
 /// The diffusers `vae/config.json` of `AutoencoderKLWan`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct WanVaeConfig {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VaeConfig {
     /// Encoder base channels.
     #[serde(default = "default_base_dim")]
     pub base_dim: usize,
@@ -103,7 +105,7 @@ pub struct WanVaeConfig {
     pub scale_factor_spatial: usize,
 }
 
-impl Default for WanVaeConfig {
+impl Default for VaeConfig {
     fn default() -> Self {
         Self {
             base_dim: default_base_dim(),
@@ -126,13 +128,27 @@ impl Default for WanVaeConfig {
 }
 
 fn unsupported(what: &str) -> ModelError {
-    ModelError::Candle(candle_core::Error::Msg(format!(
-        "AutoencoderKLWan: {what} is not supported"
-    )))
+    ModelError::InvalidArgument(format!("VAE config: {what} is not supported"))
 }
 
-impl WanVaeConfig {
-    fn validate(&self) -> Result<()> {
+impl VaeConfig {
+    /// Reads and validates `vae/config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: Self = serde_json::from_str(&text).map_err(|source| ModelError::Config {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses variants this implementation does not cover (Wan 2.2 residual blocks,
+    /// patchification, attention outside the mid block, inconsistent lengths).
+    pub fn validate(&self) -> Result<()> {
         if self.is_residual {
             return Err(unsupported("is_residual = true (Wan 2.2)"));
         }
@@ -142,13 +158,25 @@ impl WanVaeConfig {
         if !self.attn_scales.is_empty() {
             return Err(unsupported("non-empty attn_scales"));
         }
-        if self.dim_mult.is_empty() || self.temperal_downsample.len() + 1 < self.dim_mult.len() {
-            return Err(unsupported("dim_mult / temperal_downsample lengths"));
+        if self.dim_mult.is_empty() || self.temperal_downsample.len() + 1 != self.dim_mult.len() {
+            return Err(unsupported(
+                "temperal_downsample not one shorter than dim_mult",
+            ));
         }
         if self.latents_mean.len() != self.z_dim || self.latents_std.len() != self.z_dim {
             return Err(unsupported("latents_mean/std not of length z_dim"));
         }
         Ok(())
+    }
+
+    /// Temporal compression implied by the layers (4 for Wan 2.1).
+    pub fn scale_temporal(&self) -> usize {
+        1 << self.temperal_downsample.iter().filter(|d| **d).count()
+    }
+
+    /// Spatial compression implied by the layers (8 for Wan 2.1).
+    pub fn scale_spatial(&self) -> usize {
+        1 << self.dim_mult.len().saturating_sub(1)
     }
 }
 
@@ -498,7 +526,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.base_dim;
         let dims: Vec<usize> = std::iter::once(1)
             .chain(cfg.dim_mult.iter().copied())
@@ -578,7 +606,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.decoder_base_dim.unwrap_or(cfg.base_dim);
         let levels = cfg.dim_mult.len();
         let dims: Vec<usize> = std::iter::once(cfg.dim_mult[levels - 1])
@@ -657,14 +685,14 @@ impl Posterior {
 
     /// `mean + std·noise` with standard normal `noise` shaped like `mean`.
     pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
-        Ok((&self.mean + self.std()?.mul(noise)?)?)
+        Ok((&self.mean + self.std()?.mul(&noise.to_dtype(self.mean.dtype())?)?)?)
     }
 }
 
 /// `AutoencoderKLWan` (Wan 2.1): causal video encoder and decoder.
 #[derive(Debug, Clone)]
 pub struct WanVae {
-    cfg: WanVaeConfig,
+    cfg: VaeConfig,
     encoder: Encoder,
     quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
@@ -679,7 +707,7 @@ fn swap_ct(x: &Tensor) -> Result<Tensor> {
 impl WanVae {
     /// Builds the VAE from diffusers-named weights (`encoder.*`, `decoder.*`, `quant_conv.*`,
     /// `post_quant_conv.*`).
-    pub fn new(cfg: &WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let z2 = 2 * cfg.z_dim;
         Ok(Self {
@@ -695,7 +723,7 @@ impl WanVae {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &WanVaeConfig {
+    pub fn config(&self) -> &VaeConfig {
         &self.cfg
     }
 
@@ -772,5 +800,94 @@ impl WanVae {
     /// Dtype of the weights.
     pub fn dtype(&self) -> DType {
         self.decoder.norm_out.gamma.dtype()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// A VAE with random weights (std 0.05, gammas near 1).
+    fn random_vae(cfg: &VaeConfig, dev: &Device) -> WanVae {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
+        WanVae::new(cfg, vb).unwrap();
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            let noise = var.randn_like(0.0, 0.05).unwrap();
+            let value = if name.ends_with("gamma") {
+                (noise + 1.0).unwrap()
+            } else {
+                noise
+            };
+            var.set(&value).unwrap();
+        }
+        WanVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, dev)).unwrap()
+    }
+
+    fn tiny() -> VaeConfig {
+        VaeConfig {
+            base_dim: 4,
+            ..VaeConfig::default()
+        }
+    }
+
+    #[test]
+    fn config_defaults_match_wan21() {
+        let cfg: VaeConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(cfg, VaeConfig::default());
+        assert_eq!((cfg.scale_temporal(), cfg.scale_spatial()), (4, 8));
+        let bad = VaeConfig {
+            is_residual: true,
+            ..VaeConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn streaming_chunks_are_one_then_four_frames() {
+        let dev = Device::Cpu;
+        let vae = random_vae(&tiny(), &dev);
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 3, 2, 3), &dev).unwrap();
+        let mut sizes = Vec::new();
+        let mut chunks = Vec::new();
+        vae.decode_streaming(&z, |c| {
+            sizes.push(c.dims().to_vec());
+            chunks.push(c);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            sizes,
+            vec![
+                vec![1, 3, 1, 16, 24],
+                vec![1, 3, 4, 16, 24],
+                vec![1, 3, 4, 16, 24]
+            ]
+        );
+        let whole = vae.decode(&z).unwrap();
+        let joined = Tensor::cat(&chunks, 2).unwrap();
+        let diff = (whole - joined).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let post = vae
+            .encode(&Tensor::randn(0f32, 0.5, (1, 3, 5, 16, 16), &dev).unwrap())
+            .unwrap();
+        assert_eq!(post.mean.dims(), &[1, 16, 2, 2, 2]);
+    }
+
+    /// Decode time of the full-width VAE (base_dim 96) on 2 latent frames (5 video
+    /// frames) of 64×64 pixels: `cargo test -p longcat-model --release vae_decode_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn vae_decode_timing() {
+        let dev = Device::Cpu;
+        let vae = random_vae(&VaeConfig::default(), &dev);
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 2, 8, 8), &dev).unwrap();
+        let start = std::time::Instant::now();
+        let video = vae.decode(&z).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(video.dims(), &[1, 3, 5, 64, 64]);
+        println!("decode base_dim 96, 5 frames 64x64: {secs:.3} s");
     }
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use candle_core::{DType, Device};
 use longcat_model::checkpoint::TrackedWeights;
-use longcat_model::vae::{WanVae, WanVaeConfig};
+use longcat_model::vae::{VaeConfig, WanVae};
 
 use crate::checks::umt5::weights_path;
 use crate::golden::{GoldenFile, Tolerance};
 
 /// Checks every tensor of a `vae` golden file.
 pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
-    let cfg: WanVaeConfig =
+    let cfg: VaeConfig =
         serde_json::from_value(golden.meta_at("/config")?.clone()).context("meta.config")?;
     let path = weights_path(golden);
     let weights = Arc::new(TrackedWeights::open_file(&path)?);
