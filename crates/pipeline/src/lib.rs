@@ -11,6 +11,7 @@ pub mod denoise;
 pub mod engine;
 pub mod hooks;
 pub mod image;
+pub mod models;
 pub mod noise;
 pub mod output;
 pub mod plan;
