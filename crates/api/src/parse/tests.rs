@@ -1,0 +1,362 @@
+use serde_json::json;
+
+use super::*;
+use crate::input::{limits, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT};
+
+const IMG: &str = "https://example.com/cat.png";
+
+fn parse(v: serde_json::Value) -> Result<I2vInput, ValidationErrors> {
+    parse_input(v.to_string().as_bytes())
+}
+
+fn only_error(v: serde_json::Value) -> ValidationError {
+    let errs = parse(v).expect_err("should fail");
+    assert_eq!(errs.0.len(), 1, "{errs:?}");
+    errs.0.into_iter().next().unwrap()
+}
+
+#[test]
+fn defaults_match_the_seed_document() {
+    let i = parse(json!({"image_url": IMG})).unwrap();
+    assert_eq!(i.image_url, IMG);
+    assert_eq!(i.prompt, DEFAULT_PROMPT);
+    assert_eq!(i.negative_prompt, DEFAULT_NEGATIVE_PROMPT);
+    assert_eq!(i.num_frames, 162);
+    assert_eq!(i.num_inference_steps, 40);
+    assert_eq!(i.num_refine_inference_steps, 40);
+    assert_eq!(i.guidance_scale, 4.0);
+    assert_eq!(i.fps, 30);
+    assert_eq!(i.seed, None);
+    assert!(!i.enable_prompt_expansion);
+    assert!(i.enable_safety_checker);
+    assert_eq!(i.video_output_type, VideoOutputType::X264Mp4);
+    assert_eq!(i.video_quality, VideoQuality::High);
+    assert_eq!(i.video_write_mode, VideoWriteMode::Balanced);
+    assert!(!i.sync_mode);
+    assert_eq!(i.acceleration, Acceleration::Regular);
+    // Strict serde gives the same defaults.
+    let strict: I2vInput = serde_json::from_value(json!({"image_url": IMG})).unwrap();
+    assert_eq!(strict, i);
+    assert_eq!(I2vInput::new(IMG), i);
+}
+
+#[test]
+fn full_example_parses_and_round_trips() {
+    let body = json!({
+        "image_url": IMG, "prompt": "a cat", "negative_prompt": "blur",
+        "num_frames": 17, "num_inference_steps": 8, "num_refine_inference_steps": 50,
+        "guidance_scale": 1, "fps": 60, "seed": 916581,
+        "enable_prompt_expansion": true, "enable_safety_checker": false,
+        "video_output_type": "VP9 (.webm)", "video_quality": "maximum",
+        "video_write_mode": "small", "sync_mode": true, "acceleration": "none"
+    });
+    let i = parse(body).unwrap();
+    assert_eq!(i.num_frames, 17);
+    assert_eq!(i.num_refine_inference_steps, 50);
+    assert_eq!(i.guidance_scale, 1.0);
+    assert_eq!(i.fps, 60);
+    assert_eq!(i.seed, Some(916581));
+    assert!(i.enable_prompt_expansion && !i.enable_safety_checker && i.sync_mode);
+    assert_eq!(i.video_output_type, VideoOutputType::Vp9Webm);
+    assert_eq!(i.video_quality, VideoQuality::Maximum);
+    assert_eq!(i.video_write_mode, VideoWriteMode::Small);
+    assert_eq!(i.acceleration, Acceleration::None);
+    // Serialized form is the wire form and parses back to the same value.
+    let wire = serde_json::to_value(&i).unwrap();
+    assert_eq!(wire["video_output_type"], "VP9 (.webm)");
+    assert_eq!(parse(wire.clone()).unwrap(), i);
+    assert_eq!(serde_json::from_value::<I2vInput>(wire).unwrap(), i);
+}
+
+#[test]
+fn unknown_fields_are_ignored() {
+    let i = parse(json!({"image_url": IMG, "foo": 1, "nested": {"x": []}})).unwrap();
+    assert_eq!(i.num_frames, 162);
+}
+
+#[test]
+fn image_url_missing_wrong_type_empty_or_bad_scheme() {
+    let e = only_error(json!({}));
+    assert_eq!(e.loc, vec!["body", "image_url"]);
+    assert_eq!(e.error_type, "missing");
+    assert_eq!(e.msg, "Field required");
+
+    let e = only_error(json!({"image_url": 5}));
+    assert_eq!(e.error_type, "string_type");
+    assert_eq!(e.input, Some(json!(5)));
+
+    let e = only_error(json!({"image_url": null}));
+    assert_eq!(e.error_type, "string_type");
+
+    let e = only_error(json!({"image_url": ""}));
+    assert_eq!(e.error_type, "string_too_short");
+
+    let e = only_error(json!({"image_url": "ftp://x/y.png"}));
+    assert_eq!(e.loc, vec!["body", "image_url"]);
+    assert_eq!(e.error_type, "value_error");
+
+    for ok in [
+        "http://a/b.png",
+        "HTTPS://a/b.png",
+        "data:image/png;base64,AAAA",
+    ] {
+        assert!(parse(json!({"image_url": ok})).is_ok(), "{ok}");
+    }
+}
+
+#[test]
+fn string_fields_reject_non_strings() {
+    for field in ["prompt", "negative_prompt"] {
+        let e = only_error(json!({"image_url": IMG, field: 1}));
+        assert_eq!(e.loc, vec!["body", field]);
+        assert_eq!(e.error_type, "string_type");
+        assert_eq!(e.msg, "Input should be a valid string");
+    }
+    // Empty strings are allowed (fal's schema has no minimum length).
+    assert_eq!(
+        parse(json!({"image_url": IMG, "prompt": ""}))
+            .unwrap()
+            .prompt,
+        ""
+    );
+}
+
+fn int_fields() -> [(&'static str, (u32, u32)); 4] {
+    [
+        ("num_frames", limits::NUM_FRAMES),
+        ("num_inference_steps", limits::NUM_INFERENCE_STEPS),
+        (
+            "num_refine_inference_steps",
+            limits::NUM_REFINE_INFERENCE_STEPS,
+        ),
+        ("fps", limits::FPS),
+    ]
+}
+
+#[test]
+fn integer_ranges_are_inclusive() {
+    for (field, (lo, hi)) in int_fields() {
+        for ok in [lo, hi] {
+            assert!(
+                parse(json!({"image_url": IMG, field: ok})).is_ok(),
+                "{field}={ok}"
+            );
+        }
+        let e = only_error(json!({"image_url": IMG, field: lo - 1}));
+        assert_eq!(e.loc, vec!["body", field]);
+        assert_eq!(e.error_type, "greater_than_equal");
+        assert_eq!(
+            e.msg,
+            format!("Input should be greater than or equal to {lo}")
+        );
+        assert_eq!(e.ctx, Some(json!({"ge": lo})));
+        assert_eq!(e.input, Some(json!(lo - 1)));
+
+        let e = only_error(json!({"image_url": IMG, field: hi + 1}));
+        assert_eq!(e.error_type, "less_than_equal");
+        assert_eq!(e.msg, format!("Input should be less than or equal to {hi}"));
+        assert_eq!(e.ctx, Some(json!({"le": hi})));
+
+        let e = only_error(json!({"image_url": IMG, field: -5}));
+        assert_eq!(e.error_type, "greater_than_equal");
+        assert_eq!(e.input, Some(json!(-5)));
+
+        let e = only_error(json!({"image_url": IMG, field: 1u64 << 40}));
+        assert_eq!(e.error_type, "less_than_equal");
+        assert_eq!(e.input, Some(json!(1u64 << 40)));
+    }
+}
+
+#[test]
+fn integers_are_lax_like_pydantic() {
+    let i = parse(json!({"image_url": IMG, "num_frames": "33", "fps": 24.0})).unwrap();
+    assert_eq!(i.num_frames, 33);
+    assert_eq!(i.fps, 24);
+
+    let e = only_error(json!({"image_url": IMG, "num_frames": 33.5}));
+    assert_eq!(e.error_type, "int_from_float");
+    let e = only_error(json!({"image_url": IMG, "num_frames": "many"}));
+    assert_eq!(e.error_type, "int_parsing");
+    let e = only_error(json!({"image_url": IMG, "num_frames": null}));
+    assert_eq!(e.error_type, "int_type");
+    let e = only_error(json!({"image_url": IMG, "num_frames": [1]}));
+    assert_eq!(e.error_type, "int_type");
+    assert_eq!(e.msg, "Input should be a valid integer");
+}
+
+#[test]
+fn guidance_scale_is_a_ranged_float() {
+    let i = parse(json!({"image_url": IMG, "guidance_scale": 7.5})).unwrap();
+    assert_eq!(i.guidance_scale, 7.5);
+    let i = parse(json!({"image_url": IMG, "guidance_scale": "2.5"})).unwrap();
+    assert_eq!(i.guidance_scale, 2.5);
+    assert!(parse(json!({"image_url": IMG, "guidance_scale": 10})).is_ok());
+
+    let e = only_error(json!({"image_url": IMG, "guidance_scale": 0.5}));
+    assert_eq!(e.error_type, "greater_than_equal");
+    assert_eq!(e.msg, "Input should be greater than or equal to 1");
+    let e = only_error(json!({"image_url": IMG, "guidance_scale": 10.01}));
+    assert_eq!(e.error_type, "less_than_equal");
+    let e = only_error(json!({"image_url": IMG, "guidance_scale": "x"}));
+    assert_eq!(e.error_type, "float_parsing");
+    let e = only_error(json!({"image_url": IMG, "guidance_scale": {}}));
+    assert_eq!(e.error_type, "float_type");
+}
+
+#[test]
+fn seed_is_optional_nullable_and_non_negative() {
+    assert_eq!(
+        parse(json!({"image_url": IMG, "seed": null})).unwrap().seed,
+        None
+    );
+    assert_eq!(
+        parse(json!({"image_url": IMG, "seed": 0})).unwrap().seed,
+        Some(0)
+    );
+    assert_eq!(
+        parse(json!({"image_url": IMG, "seed": u64::MAX}))
+            .unwrap()
+            .seed,
+        Some(u64::MAX)
+    );
+    assert_eq!(
+        parse(json!({"image_url": IMG, "seed": "42"})).unwrap().seed,
+        Some(42)
+    );
+    let e = only_error(json!({"image_url": IMG, "seed": -1}));
+    assert_eq!(e.loc, vec!["body", "seed"]);
+    assert_eq!(e.error_type, "greater_than_equal");
+    let e = only_error(json!({"image_url": IMG, "seed": "abc"}));
+    assert_eq!(e.error_type, "int_parsing");
+    let e = only_error(json!({"image_url": IMG, "seed": 1.5}));
+    assert_eq!(e.error_type, "int_from_float");
+}
+
+#[test]
+fn booleans_are_lax_like_pydantic() {
+    for field in [
+        "enable_prompt_expansion",
+        "enable_safety_checker",
+        "sync_mode",
+    ] {
+        for (v, want) in [
+            (json!(true), true),
+            (json!(false), false),
+            (json!(1), true),
+            (json!(0), false),
+            (json!("yes"), true),
+            (json!("off"), false),
+            (json!("True"), true),
+        ] {
+            let i = parse(json!({"image_url": IMG, field: v})).unwrap();
+            let got = match field {
+                "enable_prompt_expansion" => i.enable_prompt_expansion,
+                "enable_safety_checker" => i.enable_safety_checker,
+                _ => i.sync_mode,
+            };
+            assert_eq!(got, want, "{field}={v}");
+        }
+        let e = only_error(json!({"image_url": IMG, field: "maybe"}));
+        assert_eq!(e.loc, vec!["body", field]);
+        assert_eq!(e.error_type, "bool_parsing");
+        let e = only_error(json!({"image_url": IMG, field: 2}));
+        assert_eq!(e.error_type, "bool_parsing");
+        let e = only_error(json!({"image_url": IMG, field: null}));
+        assert_eq!(e.error_type, "bool_type");
+        assert_eq!(e.msg, "Input should be a valid boolean");
+    }
+}
+
+#[test]
+fn enums_accept_exact_names_only() {
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "video_output_type",
+            &[
+                "X264 (.mp4)",
+                "VP9 (.webm)",
+                "PRORES4444 (.mov)",
+                "GIF (.gif)",
+            ],
+        ),
+        ("video_quality", &["low", "medium", "high", "maximum"]),
+        ("video_write_mode", &["fast", "balanced", "small"]),
+        ("acceleration", &["none", "regular"]),
+    ];
+    for (field, options) in cases {
+        for o in options {
+            let i = parse(json!({"image_url": IMG, field: o})).unwrap();
+            let back = serde_json::to_value(&i).unwrap();
+            assert_eq!(back[field], json!(o));
+        }
+        for bad in [json!("HIGH"), json!("x264"), json!(1), json!(null)] {
+            let e = only_error(json!({"image_url": IMG, field: bad.clone()}));
+            assert_eq!(e.loc, vec!["body", field]);
+            assert_eq!(e.error_type, "enum");
+            assert_eq!(e.input, Some(bad));
+            assert!(e.msg.starts_with("Input should be '"), "{}", e.msg);
+        }
+    }
+    let e = only_error(json!({"image_url": IMG, "video_quality": "best"}));
+    assert_eq!(
+        e.msg,
+        "Input should be 'low', 'medium', 'high' or 'maximum'"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_in_schema_order() {
+    let errs = parse(json!({
+        "acceleration": "fast", "fps": 0, "num_frames": "x", "prompt": 3
+    }))
+    .unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.loc[1].as_str()).collect();
+    assert_eq!(
+        fields,
+        ["image_url", "prompt", "num_frames", "fps", "acceleration"]
+    );
+    let body = errs.to_body();
+    assert_eq!(body["detail"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        body["detail"][0],
+        json!({"loc": ["body", "image_url"], "msg": "Field required", "type": "missing"})
+    );
+}
+
+#[test]
+fn body_level_errors() {
+    let e = parse_input(b"").unwrap_err();
+    assert_eq!(e.0[0].loc, vec!["body"]);
+    assert_eq!(e.0[0].error_type, "missing");
+
+    let e = parse_input(b"{not json").unwrap_err();
+    assert_eq!(e.0[0].loc, vec!["body"]);
+    assert_eq!(e.0[0].error_type, "json_invalid");
+    assert!(e.0[0].ctx.is_some());
+
+    for body in [&b"[1]"[..], b"\"x\"", b"null", b"3"] {
+        let e = parse_input(body).unwrap_err();
+        assert_eq!(e.0[0].loc, vec!["body"]);
+        assert_eq!(e.0[0].error_type, "model_attributes_type");
+    }
+}
+
+#[test]
+fn validate_checks_a_built_input() {
+    let mut i = I2vInput::new(IMG);
+    assert!(i.validate().is_ok());
+    i.num_frames = 5;
+    i.guidance_scale = f64::NAN;
+    let errs = i.validate().unwrap_err();
+    let fields: Vec<&str> = errs.0.iter().map(|e| e.loc[1].as_str()).collect();
+    assert_eq!(fields, ["num_frames", "guidance_scale"]);
+}
+
+#[test]
+fn cost_follows_num_frames() {
+    let i = parse(json!({"image_url": IMG, "num_frames": 150})).unwrap();
+    assert!((i.billable_seconds() - 10.0).abs() < 1e-12);
+    assert!((i.estimated_cost_usd() - 0.25).abs() < 1e-12);
+    let o = i.video_options();
+    assert_eq!(o.fps, 30);
+}

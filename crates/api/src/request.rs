@@ -1,0 +1,84 @@
+//! From the wire input to the pipeline's [`GenerationRequest`].
+
+use longcat_pipeline::{GenerationRequest, RgbImage};
+
+use crate::input::I2vInput;
+
+/// Largest seed we pick at random (fal's seeds are 32-bit).
+pub const MAX_RANDOM_SEED: u64 = u32::MAX as u64;
+
+/// A fresh random seed in `0..=MAX_RANDOM_SEED`.
+pub fn random_seed() -> u64 {
+    u64::from(rand::random::<u32>())
+}
+
+impl I2vInput {
+    /// The seed this input asks for, or a fresh random one.
+    pub fn resolve_seed(&self) -> u64 {
+        self.seed.unwrap_or_else(random_seed)
+    }
+
+    /// The pipeline request for this input and the decoded condition image. A missing seed is
+    /// resolved to a random one; read it back from `GenerationRequest::seed` for the output.
+    pub fn to_generation_request(&self, image: RgbImage) -> GenerationRequest {
+        GenerationRequest {
+            image,
+            prompt: self.prompt.clone(),
+            negative_prompt: self.negative_prompt.clone(),
+            num_frames: self.num_frames,
+            num_inference_steps: self.num_inference_steps,
+            num_refine_inference_steps: self.num_refine_inference_steps,
+            guidance_scale: self.guidance_scale as f32,
+            seed: self.resolve_seed(),
+            acceleration: self.acceleration,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longcat_pipeline::Acceleration;
+
+    fn image() -> RgbImage {
+        RgbImage {
+            width: 2,
+            height: 1,
+            data: vec![0; 6],
+        }
+    }
+
+    #[test]
+    fn maps_every_field() {
+        let mut input = I2vInput::new("https://example.com/a.png");
+        input.prompt = "p".into();
+        input.negative_prompt = "n".into();
+        input.num_frames = 33;
+        input.num_inference_steps = 9;
+        input.num_refine_inference_steps = 12;
+        input.guidance_scale = 2.5;
+        input.seed = Some(77);
+        input.acceleration = Acceleration::None;
+        let r = input.to_generation_request(image());
+        assert_eq!(r.prompt, "p");
+        assert_eq!(r.negative_prompt, "n");
+        assert_eq!(r.num_frames, 33);
+        assert_eq!(r.num_inference_steps, 9);
+        assert_eq!(r.num_refine_inference_steps, 12);
+        assert_eq!(r.guidance_scale, 2.5);
+        assert_eq!(r.seed, 77);
+        assert_eq!(r.acceleration, Acceleration::None);
+        assert_eq!(r.image.width, 2);
+    }
+
+    #[test]
+    fn missing_seed_is_random_and_in_range() {
+        let input = I2vInput::new("https://example.com/a.png");
+        let seeds: Vec<u64> = (0..8)
+            .map(|_| input.to_generation_request(image()).seed)
+            .collect();
+        assert!(seeds.iter().all(|s| *s <= MAX_RANDOM_SEED));
+        // Eight 32-bit draws are all equal with probability 2^-224.
+        assert!(seeds.iter().any(|s| *s != seeds[0]));
+    }
+}
