@@ -1,0 +1,20 @@
+//! Durable job store for the LongCat server: the request queue, job records, leases and
+//! heartbeats, status history, job logs, usage accounting and webhook delivery attempts.
+//!
+//! [`JobStore::connect`] takes `sqlite://PATH` (the default deployment: one file, created with
+//! its directory if missing) or `postgres://…` (many workers on many machines). Both backends
+//! share one set of queries and guarantee that a job is claimed by one worker at a time.
+//! See `docs/store.md` for the schema, the state machine and the recovery rules.
+
+mod connect;
+mod error;
+mod rows;
+mod store;
+mod types;
+
+pub use error::{Result, StoreError};
+pub use store::{JobStore, CANCELLED_MESSAGE};
+pub use types::{
+    CancelOutcome, Job, JobError, JobStatus, LogLine, NewJob, Priority, RecoveryReport,
+    SubmitOptions, UnknownStatus, UsageSummary, WebhookAttempt,
+};

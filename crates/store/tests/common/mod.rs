@@ -1,0 +1,517 @@
+//! Backend-independent store scenarios, run against SQLite (always) and Postgres (when
+//! `LONGCAT_TEST_POSTGRES_URL` is set).
+#![allow(dead_code)]
+
+use chrono::Utc;
+use longcat_store::{
+    CancelOutcome, JobError, JobStatus, JobStore, NewJob, Priority, StoreError, SubmitOptions,
+};
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+pub const LEASE: Duration = Duration::from_secs(60);
+
+pub fn new_job(id: &str) -> NewJob {
+    NewJob {
+        id: id.to_string(),
+        endpoint: "fal-ai/longcat-video/image-to-video/720p".into(),
+        input: json!({"prompt": "a cat", "image_url": "https://example.com/cat.png", "num_frames": 162}),
+        key_id: None,
+        webhook_url: None,
+        billable_seconds: 10.8,
+        estimated_cost_usd: 0.27,
+        max_attempts: 3,
+    }
+}
+
+fn statuses(h: &[(JobStatus, chrono::DateTime<Utc>)]) -> Vec<JobStatus> {
+    h.iter().map(|(s, _)| *s).collect()
+}
+
+pub async fn submit_and_get(store: JobStore) {
+    let mut nj = new_job("req-1");
+    nj.key_id = Some("key-a".into());
+    nj.webhook_url = Some("https://hooks.example.com/x".into());
+    let job = store.submit(nj.clone()).await.unwrap();
+    assert_eq!(job.id, "req-1");
+    assert_eq!(job.status, JobStatus::Queued);
+    assert_eq!(job.attempts, 0);
+    assert_eq!(job.max_attempts, 3);
+    assert_eq!(job.priority, Priority::Normal);
+    assert!(job.started_at.is_none() && job.finished_at.is_none() && job.worker_id.is_none());
+
+    let got = store.get("req-1").await.unwrap().expect("stored");
+    assert_eq!(got, job);
+    assert_eq!(got.input, nj.input);
+    assert_eq!(got.key_id.as_deref(), Some("key-a"));
+    assert_eq!(
+        got.webhook_url.as_deref(),
+        Some("https://hooks.example.com/x")
+    );
+    assert_eq!(got.billable_seconds, 10.8);
+    assert_eq!(got.estimated_cost_usd, 0.27);
+    assert!((Utc::now() - got.created_at).num_seconds().abs() < 60);
+
+    assert!(store.get("nope").await.unwrap().is_none());
+    assert!(matches!(
+        store.submit(new_job("req-1")).await,
+        Err(StoreError::DuplicateId(id)) if id == "req-1"
+    ));
+    let mut bad = new_job("req-2");
+    bad.max_attempts = 0;
+    assert!(matches!(
+        store.submit(bad).await,
+        Err(StoreError::InvalidJob(_))
+    ));
+    assert!(store.get("req-2").await.unwrap().is_none());
+
+    let history = store.status_history("req-1").await.unwrap();
+    assert_eq!(statuses(&history), vec![JobStatus::Queued]);
+}
+
+pub async fn fifo_priority_and_positions(store: JobStore) {
+    for id in ["a", "b"] {
+        store.submit(new_job(id)).await.unwrap();
+    }
+    let low = SubmitOptions {
+        priority: Priority::Low,
+        ..SubmitOptions::default()
+    };
+    assert_eq!(
+        store.submit_with(new_job("c"), low).await.unwrap().priority,
+        Priority::Low
+    );
+    store.submit(new_job("d")).await.unwrap();
+
+    assert_eq!(store.queue_depth().await.unwrap(), 4);
+    let mut positions = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        positions.push(store.queue_position(id).await.unwrap());
+    }
+    assert_eq!(positions, vec![Some(0), Some(1), Some(3), Some(2)]);
+    assert_eq!(store.queue_position("missing").await.unwrap(), None);
+
+    let mut order = Vec::new();
+    while let Some(job) = store.claim_next("w1", LEASE).await.unwrap() {
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(job.worker_id.as_deref(), Some("w1"));
+        assert!(job.started_at.is_some());
+        assert!(job.lease_expires_at.unwrap() > Utc::now());
+        assert_eq!(store.queue_position(&job.id).await.unwrap(), None);
+        order.push(job.id);
+    }
+    assert_eq!(order, vec!["a", "b", "d", "c"]);
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+}
+
+pub async fn complete_lifecycle_and_usage(store: JobStore) {
+    let mut nj = new_job("j1");
+    nj.key_id = Some("key-a".into());
+    store.submit(nj).await.unwrap();
+    let job = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.id, "j1");
+
+    assert!(store.heartbeat("j1", "w1", LEASE).await.unwrap());
+    assert!(!store.heartbeat("j1", "w2", LEASE).await.unwrap());
+    let output =
+        json!({"video": {"url": "http://x/files/a.mp4", "content_type": "video/mp4"}, "seed": 7});
+    assert!(!store.complete("j1", "w2", output.clone()).await.unwrap());
+    assert!(store.complete("j1", "w1", output.clone()).await.unwrap());
+    // Finished: a second completion, a late failure or heartbeat are refused.
+    assert!(!store.complete("j1", "w1", output.clone()).await.unwrap());
+    assert!(!store
+        .fail("j1", "w1", JobError::new("internal", "x"))
+        .await
+        .unwrap());
+    assert!(!store.heartbeat("j1", "w1", LEASE).await.unwrap());
+
+    for _ in 0..2 {
+        let done = store.get("j1").await.unwrap().unwrap();
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.result.as_ref(), Some(&output));
+        assert!(done.error.is_none());
+        assert!(done.finished_at.unwrap() >= done.started_at.unwrap());
+        assert!(done.lease_expires_at.is_none());
+    }
+    assert_eq!(
+        statuses(&store.status_history("j1").await.unwrap()),
+        vec![JobStatus::Queued, JobStatus::Running, JobStatus::Completed]
+    );
+    // Recovery never touches finished jobs.
+    assert!(store.recover_expired().await.unwrap().is_empty());
+    assert_eq!(
+        store.get("j1").await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+
+    // Usage: per key and total; failed jobs are not billed.
+    let mut other = new_job("j2");
+    other.key_id = Some("key-b".into());
+    other.billable_seconds = 5.4;
+    other.estimated_cost_usd = 0.135;
+    store.submit(other).await.unwrap();
+    let mut failing = new_job("j3");
+    failing.key_id = Some("key-a".into());
+    store.submit(failing).await.unwrap();
+    let j2 = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(j2.id, "j2");
+    assert!(store.complete("j2", "w1", json!({})).await.unwrap());
+    store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert!(store
+        .fail("j3", "w1", JobError::new("internal", "boom"))
+        .await
+        .unwrap());
+
+    let a = store.usage(Some("key-a")).await.unwrap();
+    assert_eq!(a.requests, 1);
+    assert!((a.billable_seconds - 10.8).abs() < 1e-9);
+    assert!((a.cost_usd - 0.27).abs() < 1e-9);
+    let all = store.usage(None).await.unwrap();
+    assert_eq!(all.requests, 2);
+    assert!((all.billable_seconds - 16.2).abs() < 1e-9);
+    assert!((all.cost_usd - 0.405).abs() < 1e-9);
+    assert_eq!(store.usage(Some("key-z")).await.unwrap().requests, 0);
+}
+
+pub async fn fail_records_error(store: JobStore) {
+    store.submit(new_job("f1")).await.unwrap();
+    store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    let detail = json!([{"loc": ["body", "image_url"], "msg": "Could not fetch image", "type": "image_load_error"}]);
+    let error = JobError {
+        kind: "validation".into(),
+        message: "Could not fetch image".into(),
+        detail: Some(detail.clone()),
+    };
+    assert!(!store.fail("f1", "other", error.clone()).await.unwrap());
+    assert!(store.fail("f1", "w1", error.clone()).await.unwrap());
+    let job = store.get("f1").await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error, Some(error));
+    assert!(job.result.is_none());
+    assert_eq!(job.status.fal_status(), "COMPLETED");
+    assert_eq!(
+        statuses(&store.status_history("f1").await.unwrap()),
+        vec![JobStatus::Queued, JobStatus::Running, JobStatus::Failed]
+    );
+}
+
+pub async fn cancel_queued_and_running(store: JobStore) {
+    store.submit(new_job("q")).await.unwrap();
+    store.submit(new_job("r")).await.unwrap();
+    store.submit(new_job("s")).await.unwrap();
+    // Move "q" behind: claim it first, then cancel the queued "r".
+    let running = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(running.id, "q");
+    assert_eq!(store.queue_position("s").await.unwrap(), Some(1));
+    assert_eq!(
+        store.request_cancel("r").await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(store.queue_position("s").await.unwrap(), Some(0));
+    let r = store.get("r").await.unwrap().unwrap();
+    assert_eq!(r.status, JobStatus::Cancelled);
+    assert_eq!(r.error.as_ref().map(|e| e.kind.as_str()), Some("cancelled"));
+    assert!(r.finished_at.is_some());
+    assert_eq!(
+        store.request_cancel("r").await.unwrap(),
+        CancelOutcome::AlreadyDone
+    );
+
+    // The cancelled job is never handed out.
+    let next = store.claim_next("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.id, "s");
+    assert!(store.claim_next("w2", LEASE).await.unwrap().is_none());
+
+    // Running: flagged, the worker sees it and marks it cancelled.
+    assert!(!store.cancel_requested("q").await.unwrap());
+    assert_eq!(
+        store.request_cancel("q").await.unwrap(),
+        CancelOutcome::Requested
+    );
+    assert!(store.cancel_requested("q").await.unwrap());
+    assert_eq!(
+        store.get("q").await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    assert!(!store.mark_cancelled("q", "w2").await.unwrap());
+    assert!(store.mark_cancelled("q", "w1").await.unwrap());
+    let q = store.get("q").await.unwrap().unwrap();
+    assert_eq!(q.status, JobStatus::Cancelled);
+    assert!(q.cancel_requested);
+    assert_eq!(q.error.as_ref().map(|e| e.kind.as_str()), Some("cancelled"));
+    assert_eq!(
+        statuses(&store.status_history("q").await.unwrap()),
+        vec![JobStatus::Queued, JobStatus::Running, JobStatus::Cancelled]
+    );
+
+    assert!(store.complete("s", "w2", json!({})).await.unwrap());
+    assert_eq!(
+        store.request_cancel("s").await.unwrap(),
+        CancelOutcome::AlreadyDone
+    );
+    assert_eq!(
+        store.request_cancel("zz").await.unwrap(),
+        CancelOutcome::NotFound
+    );
+    assert!(matches!(
+        store.cancel_requested("zz").await,
+        Err(StoreError::UnknownJob(_))
+    ));
+}
+
+pub async fn recovery_requeues_then_fails_lost(store: JobStore) {
+    let short = Duration::from_millis(1);
+    let mut nj = new_job("lost");
+    nj.max_attempts = 2;
+    store.submit(nj).await.unwrap();
+    store.submit(new_job("behind")).await.unwrap();
+
+    let first = store.claim_next("w1", short).await.unwrap().unwrap();
+    assert_eq!(first.id, "lost");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = store.recover_expired().await.unwrap();
+    assert_eq!(report.requeued, vec!["lost".to_string()]);
+    assert!(report.failed.is_empty() && report.cancelled.is_empty());
+
+    let requeued = store.get("lost").await.unwrap().unwrap();
+    assert_eq!(requeued.status, JobStatus::Queued);
+    assert_eq!(requeued.attempts, 1);
+    assert!(requeued.worker_id.is_none());
+    // It keeps its place at the front of the queue.
+    assert_eq!(store.queue_position("lost").await.unwrap(), Some(0));
+    // The old worker has lost it.
+    assert!(!store.heartbeat("lost", "w1", LEASE).await.unwrap());
+    assert!(!store.complete("lost", "w1", json!({})).await.unwrap());
+
+    let second = store.claim_next("w2", short).await.unwrap().unwrap();
+    assert_eq!(second.id, "lost");
+    assert_eq!(second.attempts, 2);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = store.recover_expired().await.unwrap();
+    assert_eq!(report.failed, vec!["lost".to_string()]);
+    let failed = store.get("lost").await.unwrap().unwrap();
+    assert_eq!(failed.status, JobStatus::Failed);
+    let error = failed.error.unwrap();
+    assert_eq!(error.kind, "lost");
+    assert!(error.message.contains("w2"), "{}", error.message);
+    assert!(
+        error.message.contains("attempt 2 of 2"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        statuses(&store.status_history("lost").await.unwrap()),
+        vec![
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Failed
+        ]
+    );
+    let logs = store.logs("lost", None).await.unwrap();
+    assert_eq!(logs.len(), 2);
+    assert!(logs.iter().all(|l| l.level == "WARN"));
+
+    // A live lease is left alone; an expired one with a cancel request ends cancelled.
+    let live = store.claim_next("w3", LEASE).await.unwrap().unwrap();
+    assert_eq!(live.id, "behind");
+    assert!(store.recover_expired().await.unwrap().is_empty());
+    assert_eq!(
+        store.get("behind").await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    store.submit(new_job("cx")).await.unwrap();
+    store.claim_next("w4", short).await.unwrap().unwrap();
+    assert_eq!(
+        store.request_cancel("cx").await.unwrap(),
+        CancelOutcome::Requested
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = store.recover_expired().await.unwrap();
+    assert_eq!(report.cancelled, vec!["cx".to_string()]);
+    assert_eq!(
+        store.get("cx").await.unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+}
+
+pub async fn heartbeat_keeps_lease(store: JobStore) {
+    store.submit(new_job("hb")).await.unwrap();
+    store
+        .claim_next("w1", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store
+            .heartbeat("hb", "w1", Duration::from_millis(300))
+            .await
+            .unwrap());
+        assert!(store.recover_expired().await.unwrap().is_empty());
+    }
+    assert_eq!(
+        store.get("hb").await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+}
+
+pub async fn start_deadline_times_out(store: JobStore) {
+    let past = SubmitOptions {
+        start_deadline: Some(Utc::now() - chrono::Duration::seconds(1)),
+        ..SubmitOptions::default()
+    };
+    let future = SubmitOptions {
+        start_deadline: Some(Utc::now() + chrono::Duration::seconds(3600)),
+        ..SubmitOptions::default()
+    };
+    store.submit_with(new_job("late"), past).await.unwrap();
+    store.submit_with(new_job("late2"), past).await.unwrap();
+    store.submit_with(new_job("ok"), future).await.unwrap();
+
+    let mut timed_out = store.recover_expired().await.unwrap().timed_out;
+    timed_out.sort();
+    assert_eq!(timed_out, vec!["late".to_string(), "late2".to_string()]);
+    // claim_next also skips (and fails) expired ones; here it hands out the live job.
+    let job = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.id, "ok");
+    let late = store.get("late").await.unwrap().unwrap();
+    assert_eq!(late.status, JobStatus::Failed);
+    assert_eq!(late.error.unwrap().kind, "timeout");
+
+    store.submit_with(new_job("late3"), past).await.unwrap();
+    assert!(store.claim_next("w1", LEASE).await.unwrap().is_none());
+    assert_eq!(
+        store.get("late3").await.unwrap().unwrap().status,
+        JobStatus::Failed
+    );
+}
+
+pub async fn logs_in_order(store: JobStore) {
+    store.submit(new_job("l")).await.unwrap();
+    store.submit(new_job("other")).await.unwrap();
+    for i in 0..30 {
+        store
+            .append_log("l", "INFO", &format!("step {i}/30"))
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            store.append_log("other", "DEBUG", "noise").await.unwrap();
+        }
+    }
+    let all = store.logs("l", None).await.unwrap();
+    assert_eq!(all.len(), 30);
+    for (i, line) in all.iter().enumerate() {
+        assert_eq!(line.message, format!("step {i}/30"));
+        assert_eq!(line.level, "INFO");
+    }
+    assert!(all
+        .windows(2)
+        .all(|w| w[0].seq < w[1].seq && w[0].timestamp <= w[1].timestamp));
+    let tail = store.logs("l", Some(all[24].seq)).await.unwrap();
+    assert_eq!(tail.len(), 5);
+    assert_eq!(tail[0].message, "step 25/30");
+    assert!(store.logs("l", Some(all[29].seq)).await.unwrap().is_empty());
+    assert_eq!(store.logs("other", None).await.unwrap().len(), 10);
+    assert!(matches!(
+        store.append_log("missing", "INFO", "x").await,
+        Err(StoreError::UnknownJob(_))
+    ));
+}
+
+pub async fn webhook_attempts_recorded(store: JobStore) {
+    store.submit(new_job("w")).await.unwrap();
+    store
+        .record_webhook_attempt("w", 1, None, Some("connection refused"))
+        .await
+        .unwrap();
+    store
+        .record_webhook_attempt("w", 2, Some(500), None)
+        .await
+        .unwrap();
+    store
+        .record_webhook_attempt("w", 3, Some(200), None)
+        .await
+        .unwrap();
+    let attempts = store.webhook_attempts("w").await.unwrap();
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code, a.error.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, None, Some("connection refused".to_string())),
+            (2, Some(500), None),
+            (3, Some(200), None)
+        ]
+    );
+    assert!(matches!(
+        store
+            .record_webhook_attempt("missing", 1, Some(200), None)
+            .await,
+        Err(StoreError::UnknownJob(_))
+    ));
+}
+
+/// Many claimers over one or more handles: every job is claimed exactly once.
+pub async fn concurrent_claims_are_exclusive(handles: Vec<JobStore>, jobs: usize, tasks: usize) {
+    for i in 0..jobs {
+        handles[i % handles.len()]
+            .submit(new_job(&format!("c{i:04}")))
+            .await
+            .unwrap();
+    }
+    let mut joins = Vec::new();
+    for t in 0..tasks {
+        let store = handles[t % handles.len()].clone();
+        joins.push(tokio::spawn(async move {
+            let worker = format!("worker-{t}");
+            let mut mine = Vec::new();
+            while let Some(job) = store.claim_next(&worker, LEASE).await.unwrap() {
+                assert_eq!(job.worker_id.as_deref(), Some(worker.as_str()));
+                store.append_log(&job.id, "INFO", &worker).await.unwrap();
+                assert!(store
+                    .complete(&job.id, &worker, json!({"by": worker}))
+                    .await
+                    .unwrap());
+                mine.push(job.id);
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for j in joins {
+        for id in j.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id.clone()), "{id} claimed twice");
+        }
+    }
+    assert_eq!(total, jobs);
+    assert_eq!(seen.len(), jobs);
+    let store = &handles[0];
+    assert_eq!(store.queue_depth().await.unwrap(), 0);
+    for id in &seen {
+        let job = store.get(id).await.unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Completed);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(
+            job.result,
+            Some(json!({"by": job.worker_id.clone().unwrap()}))
+        );
+        let running = store
+            .status_history(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| *s == JobStatus::Running)
+            .count();
+        assert_eq!(running, 1, "{id}");
+        assert_eq!(store.logs(id, None).await.unwrap().len(), 1);
+    }
+    assert_eq!(store.usage(None).await.unwrap().requests, jobs as u64);
+}
