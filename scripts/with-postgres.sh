@@ -7,7 +7,7 @@
 # fsync off), exports LONGCAT_TEST_POSTGRES_URL=postgres://longcat@127.0.0.1:PORT/postgres
 # (a superuser, so tests can create their own databases), runs the command, then stops the
 # server and deletes its data. Installs Debian's `postgresql` package when no server binaries
-# are found (as root or with sudo). Exits 3 without running the command when no server can be
+# are found (as root or with sudo). Exits 75 (EX_TEMPFAIL) without running the command when no server can be
 # started, so callers can tell "no Postgres here" from a failing command.
 set -euo pipefail
 
@@ -33,14 +33,14 @@ if [ -z "$BINDIR" ] && [ "${LONGCAT_NO_INSTALL:-0}" != "1" ]; then
   if command -v apt-get >/dev/null 2>&1; then
     echo "with-postgres: installing Debian's postgresql package" >&2
     if $SUDO apt-get update -qq >/dev/null 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null 2>&1; then
+      DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq postgresql >/dev/null 2>&1; then
       BINDIR=$(find_bindir)
     fi
   fi
 fi
 if [ -z "$BINDIR" ]; then
   echo "with-postgres: no Postgres server binaries found and none could be installed" >&2
-  exit 3
+  exit 75
 fi
 
 # initdb and the server refuse to run as root: use the postgres system user then.
@@ -48,7 +48,7 @@ RUN_AS=()
 if [ "$(id -u)" -eq 0 ]; then
   if ! id postgres >/dev/null 2>&1; then
     echo "with-postgres: running as root but there is no 'postgres' user" >&2
-    exit 3
+    exit 75
   fi
   RUN_AS=(runuser -u postgres --)
 fi
@@ -71,18 +71,18 @@ if ! "${RUN_AS[@]}" "$BINDIR/initdb" -D "$PGDATA/data" -U longcat -A trust -E UT
   >"$PGDATA/initdb.log" 2>&1; then
   echo "with-postgres: initdb failed:" >&2
   cat "$PGDATA/initdb.log" >&2
-  exit 3
+  exit 75
 fi
 if ! "${RUN_AS[@]}" "$BINDIR/pg_ctl" -D "$PGDATA/data" -l "$PGDATA/server.log" -w -t 60 \
   -o "-p $PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
   start >/dev/null 2>&1; then
   echo "with-postgres: server did not start:" >&2
   cat "$PGDATA/server.log" >&2 || true
-  exit 3
+  exit 75
 fi
 
 export LONGCAT_TEST_POSTGRES_URL="postgres://longcat@127.0.0.1:$PORT/postgres"
-echo "with-postgres: Postgres $("$BINDIR/postgres" --version | awk '{print $NF}') at $LONGCAT_TEST_POSTGRES_URL" >&2
+echo "with-postgres: Postgres $("$BINDIR/postgres" --version | awk '{print $3}') at $LONGCAT_TEST_POSTGRES_URL" >&2
 set +e
 "$@"
 status=$?
