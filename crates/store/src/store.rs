@@ -168,32 +168,22 @@ impl JobStore {
 
     /// Claims the next queued job (priority, then FIFO) for `worker_id`, holding it for
     /// `lease` unless renewed by [`JobStore::heartbeat`]. Queued jobs past their start
-    /// deadline are failed (kind `"timeout"`) instead of being handed out.
+    /// deadline are skipped ([`JobStore::recover_expired`] fails them).
     pub async fn claim_next(&self, worker_id: &str, lease: Duration) -> Result<Option<Job>> {
         let now = now_micros();
         let expires = now.saturating_add(duration_micros(lease));
-        let set = "SET status = 'running', attempts = attempts + 1, worker_id = $1, \
-                   lease_expires_at = $2, started_at = $3";
-        let sql = match self.backend {
-            Backend::Sqlite(_) => format!(
-                "UPDATE jobs {set} WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' \
-                 ORDER BY priority, seq LIMIT 1) AND status = 'queued' RETURNING {JOB_COLUMNS}"
-            ),
-            Backend::Postgres(_) => format!(
-                "UPDATE jobs {set} WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' \
-                 ORDER BY priority, seq LIMIT 1 FOR UPDATE SKIP LOCKED) AND status = 'queued' \
-                 RETURNING {JOB_COLUMNS}"
-            ),
+        let lock = match self.backend {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = $1, \
+             lease_expires_at = $2, started_at = $3 \
+             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' \
+             AND (start_deadline IS NULL OR start_deadline > $3) \
+             ORDER BY priority, seq LIMIT 1{lock}) AND status = 'queued' RETURNING {JOB_COLUMNS}"
+        );
         let row: Option<JobRow> = in_tx!(self, tx => {
-            let expired: Vec<String> = sqlx::query_scalar(TIME_OUT_QUEUED_SQL)
-                .bind(now)
-                .bind(TIMEOUT_MESSAGE)
-                .fetch_all(&mut *tx)
-                .await?;
-            for id in &expired {
-                history!(tx, id, JobStatus::Failed, now);
-            }
             let row: Option<JobRow> = sqlx::query_as(&sql)
                 .bind(worker_id)
                 .bind(expires)
@@ -316,6 +306,74 @@ impl JobStore {
             n == 1
         });
         Ok(done)
+    }
+
+    /// Gives up `worker_id`'s running job after a transient failure (fal re-runs requests
+    /// whose runner failed with 503/504 or a lost connection): requeued while
+    /// `attempts < max_attempts` and no cancel was requested, else failed with `error`.
+    /// Returns the new status, or `None` when the job is not (or no longer) this worker's.
+    pub async fn release(
+        &self,
+        id: &str,
+        worker_id: &str,
+        error: JobError,
+    ) -> Result<Option<JobStatus>> {
+        const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker_id = NULL, \
+             lease_expires_at = NULL WHERE id = $1 AND worker_id = $2 AND status = 'running' \
+             AND attempts < max_attempts AND cancel_requested = 0 RETURNING attempts, max_attempts";
+        const FAIL: &str =
+            "UPDATE jobs SET status = 'failed', error_kind = $1, error_message = $2, \
+             error_detail = $3, finished_at = $4, lease_expires_at = NULL \
+             WHERE id = $5 AND worker_id = $6 AND status = 'running'";
+        const LOG: &str =
+            "INSERT INTO job_logs (job_id, ts, level, message) VALUES ($1, $2, 'WARN', $3)";
+        let detail = error.detail.as_ref().map(|d| d.to_string());
+        let now = now_micros();
+        let outcome = in_tx!(self, tx => {
+            let requeued: Option<(i64, i64)> = sqlx::query_as(REQUEUE)
+                .bind(id)
+                .bind(worker_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some((attempts, max_attempts)) = requeued {
+                history!(tx, id, JobStatus::Queued, now);
+                let message = format!(
+                    "attempt {attempts} of {max_attempts} on worker {worker_id} failed ({}: {}); requeued",
+                    error.kind, error.message
+                );
+                sqlx::query(LOG).bind(id).bind(now).bind(&message).execute(&mut *tx).await?;
+                Some(JobStatus::Queued)
+            } else {
+                let n = sqlx::query(FAIL)
+                    .bind(&error.kind)
+                    .bind(&error.message)
+                    .bind(&detail)
+                    .bind(now)
+                    .bind(id)
+                    .bind(worker_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 1 {
+                    history!(tx, id, JobStatus::Failed, now);
+                    Some(JobStatus::Failed)
+                } else {
+                    None
+                }
+            }
+        });
+        Ok(outcome)
+    }
+
+    /// Deletes jobs that finished before `before`, with their logs, status history and
+    /// webhook attempts (usage rows are kept). Returns how many jobs were deleted.
+    pub async fn purge_finished(&self, before: DateTime<Utc>) -> Result<u64> {
+        const SQL: &str = "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
+             AND finished_at < $1";
+        let n = on_pool!(self, p => {
+            sqlx::query(SQL).bind(micros(before)).execute(p).await?.rows_affected()
+        });
+        Ok(n)
     }
 
     /// Cancels a queued job at once (it never runs), or flags a running one so its worker

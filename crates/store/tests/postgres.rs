@@ -102,3 +102,19 @@ async fn concurrent_claims_two_pools() {
     b.close().await;
     db.drop_db().await;
 }
+
+scenario!(release_requeues_then_fails);
+scenario!(purge_keeps_usage_and_live_jobs);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_two_pools() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let a = JobStore::connect(&db.url).await.unwrap();
+    let b = JobStore::connect(&db.url).await.unwrap();
+    common::chaos_with_crashing_workers(vec![a.clone(), b.clone()], 60, 8).await;
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}

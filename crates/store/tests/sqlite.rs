@@ -81,3 +81,71 @@ async fn rejects_unknown_url_schemes() {
         ));
     }
 }
+
+scenario!(release_requeues_then_fails);
+scenario!(purge_keeps_usage_and_live_jobs);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_two_handles_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("chaos.db").display());
+    let a = JobStore::connect(&url).await.unwrap();
+    let b = JobStore::connect(&url).await.unwrap();
+    common::chaos_with_crashing_workers(vec![a, b], 60, 8).await;
+}
+
+/// A database created by the first schema version keeps its jobs and usage when opened by the
+/// current code (later migrations applied on connect).
+#[tokio::test]
+async fn upgrades_a_version_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let url = format!("sqlite://{}", path.display());
+    let only_v1 = dir.path().join("migrations");
+    std::fs::create_dir(&only_v1).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_init.sql"
+        ),
+        only_v1.join("0001_init.sql"),
+    )
+    .unwrap();
+    {
+        use std::str::FromStr;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(only_v1.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO jobs (id, endpoint, input, status, max_attempts, created_at, \
+             finished_at, result, billable_seconds, estimated_cost_usd) \
+             VALUES ('old', 'e', '{}', 'completed', 1, 1, 2, '{}', 5.4, 0.135)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO usage (job_id, key_id, billable_seconds, cost_usd, recorded_at) \
+             VALUES ('old', 'k', 5.4, 0.135, 2)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = JobStore::connect(&url).await.unwrap();
+    assert_eq!(
+        store.get("old").await.unwrap().unwrap().status,
+        JobStatus::Completed
+    );
+    assert_eq!(store.usage(Some("k")).await.unwrap().requests, 1);
+    assert_eq!(store.purge_finished(chrono::Utc::now()).await.unwrap(), 1);
+    assert_eq!(store.usage(Some("k")).await.unwrap().requests, 1);
+}

@@ -372,21 +372,32 @@ pub async fn start_deadline_times_out(store: JobStore) {
     store.submit_with(new_job("late2"), past).await.unwrap();
     store.submit_with(new_job("ok"), future).await.unwrap();
 
+    // claim_next skips expired jobs and hands out the live one.
+    let job = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.id, "ok");
+    assert!(store.claim_next("w1", LEASE).await.unwrap().is_none());
+    assert_eq!(
+        store.get("late").await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+
+    // recover_expired fails and reports them.
     let mut timed_out = store.recover_expired().await.unwrap().timed_out;
     timed_out.sort();
     assert_eq!(timed_out, vec!["late".to_string(), "late2".to_string()]);
-    // claim_next also skips (and fails) expired ones; here it hands out the live job.
-    let job = store.claim_next("w1", LEASE).await.unwrap().unwrap();
-    assert_eq!(job.id, "ok");
     let late = store.get("late").await.unwrap().unwrap();
     assert_eq!(late.status, JobStatus::Failed);
+    assert_eq!(late.attempts, 0);
+    assert!(late.finished_at.is_some());
     assert_eq!(late.error.unwrap().kind, "timeout");
-
-    store.submit_with(new_job("late3"), past).await.unwrap();
-    assert!(store.claim_next("w1", LEASE).await.unwrap().is_none());
     assert_eq!(
-        store.get("late3").await.unwrap().unwrap().status,
-        JobStatus::Failed
+        statuses(&store.status_history("late").await.unwrap()),
+        vec![JobStatus::Queued, JobStatus::Failed]
+    );
+    assert!(store.recover_expired().await.unwrap().is_empty());
+    assert_eq!(
+        store.get("ok").await.unwrap().unwrap().status,
+        JobStatus::Running
     );
 }
 
@@ -514,4 +525,206 @@ pub async fn concurrent_claims_are_exclusive(handles: Vec<JobStore>, jobs: usize
         assert_eq!(store.logs(id, None).await.unwrap().len(), 1);
     }
     assert_eq!(store.usage(None).await.unwrap().requests, jobs as u64);
+}
+
+pub async fn release_requeues_then_fails(store: JobStore) {
+    let mut nj = new_job("rel");
+    nj.max_attempts = 2;
+    nj.key_id = Some("k".into());
+    store.submit(nj).await.unwrap();
+    store.submit(new_job("next")).await.unwrap();
+    store.claim_next("w1", LEASE).await.unwrap().unwrap();
+    let transient = JobError::new("internal", "runner returned 503");
+    assert_eq!(
+        store.release("rel", "w2", transient.clone()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.release("rel", "w1", transient.clone()).await.unwrap(),
+        Some(JobStatus::Queued)
+    );
+    // Back at the front, with the failure visible in its logs.
+    assert_eq!(store.queue_position("rel").await.unwrap(), Some(0));
+    let logs = store.logs("rel", None).await.unwrap();
+    assert_eq!(logs.len(), 1);
+    assert!(
+        logs[0].message.contains("runner returned 503"),
+        "{}",
+        logs[0].message
+    );
+    assert!(!store.heartbeat("rel", "w1", LEASE).await.unwrap());
+
+    let again = store.claim_next("w2", LEASE).await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), ("rel", 2));
+    assert_eq!(
+        store.release("rel", "w2", transient.clone()).await.unwrap(),
+        Some(JobStatus::Failed)
+    );
+    let job = store.get("rel").await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error, Some(transient.clone()));
+    assert_eq!(store.usage(Some("k")).await.unwrap().requests, 0);
+    assert_eq!(
+        store.release("rel", "w2", transient.clone()).await.unwrap(),
+        None
+    );
+
+    // A cancel request is honoured instead of re-running.
+    let next = store.claim_next("w3", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.id, "next");
+    store.request_cancel("next").await.unwrap();
+    assert_eq!(
+        store.release("next", "w3", transient).await.unwrap(),
+        Some(JobStatus::Failed)
+    );
+}
+
+pub async fn purge_keeps_usage_and_live_jobs(store: JobStore) {
+    for id in ["done", "failed", "queued", "running"] {
+        let mut nj = new_job(id);
+        nj.key_id = Some("k".into());
+        store.submit(nj).await.unwrap();
+    }
+    store.claim_next("w", LEASE).await.unwrap().unwrap();
+    store.append_log("done", "INFO", "x").await.unwrap();
+    store
+        .record_webhook_attempt("done", 1, Some(200), None)
+        .await
+        .unwrap();
+    assert!(store.complete("done", "w", json!({})).await.unwrap());
+    store.claim_next("w", LEASE).await.unwrap().unwrap();
+    assert!(store
+        .fail("failed", "w", JobError::new("internal", "x"))
+        .await
+        .unwrap());
+    store.request_cancel("queued").await.unwrap();
+    store.claim_next("w", LEASE).await.unwrap().unwrap(); // "running"
+
+    let cutoff = Utc::now() - chrono::Duration::seconds(3600);
+    assert_eq!(store.purge_finished(cutoff).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.purge_finished(Utc::now()).await.unwrap(), 3);
+    for id in ["done", "failed", "queued"] {
+        assert!(store.get(id).await.unwrap().is_none(), "{id}");
+        assert!(store.status_history(id).await.unwrap().is_empty());
+    }
+    assert!(store.logs("done", None).await.unwrap().is_empty());
+    assert!(store.webhook_attempts("done").await.unwrap().is_empty());
+    assert_eq!(
+        store.get("running").await.unwrap().unwrap().status,
+        JobStatus::Running
+    );
+    // Billing history survives.
+    assert_eq!(store.usage(Some("k")).await.unwrap().requests, 1);
+}
+
+/// Workers that sometimes die mid-job (stop heartbeating), a recoverer running concurrently:
+/// every job ends in a final state, is completed at most once, only by the worker that held
+/// it, and its attempts match its `running` history entries.
+pub async fn chaos_with_crashing_workers(handles: Vec<JobStore>, jobs: usize, tasks: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    for i in 0..jobs {
+        let mut nj = new_job(&format!("x{i:03}"));
+        nj.max_attempts = 5;
+        handles[0].submit(nj).await.unwrap();
+    }
+    // Jobs in a final state: completed by a worker, or failed as lost by the recoverer.
+    let finished = Arc::new(AtomicUsize::new(0));
+    let completions = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    let short = Duration::from_millis(150);
+    let mut joins = Vec::new();
+    for t in 0..tasks {
+        let store = handles[t % handles.len()].clone();
+        let (finished, completions) = (finished.clone(), completions.clone());
+        joins.push(tokio::spawn(async move {
+            let worker = format!("chaos-{t}");
+            let mut done = Vec::new();
+            while finished.load(Ordering::SeqCst) < jobs {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "chaos test stalled"
+                );
+                let Some(job) = store.claim_next(&worker, short).await.unwrap() else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let n: usize = job.id[1..].parse().unwrap();
+                if job.attempts == 1 && n.is_multiple_of(3) {
+                    continue; // "crash": abandon the job without a word
+                }
+                if !store.heartbeat(&job.id, &worker, LEASE).await.unwrap() {
+                    continue; // lost it already (slow machine): someone else will run it
+                }
+                if store
+                    .complete(&job.id, &worker, json!({"by": worker}))
+                    .await
+                    .unwrap()
+                {
+                    completions.fetch_add(1, Ordering::SeqCst);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    done.push(job.id);
+                }
+            }
+            done
+        }));
+    }
+    let recoverer = {
+        let store = handles[handles.len() - 1].clone();
+        let finished = finished.clone();
+        tokio::spawn(async move {
+            while finished.load(Ordering::SeqCst) < jobs {
+                assert!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "chaos test stalled"
+                );
+                let report = store.recover_expired().await.unwrap();
+                finished.fetch_add(report.failed.len(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    let mut completed_by = std::collections::HashMap::new();
+    for j in joins {
+        let worker_jobs = j.await.unwrap();
+        for id in worker_jobs {
+            assert!(
+                completed_by.insert(id.clone(), ()).is_none(),
+                "{id} completed twice"
+            );
+        }
+    }
+    recoverer.await.unwrap();
+    let store = &handles[0];
+    assert_eq!(completions.load(Ordering::SeqCst), completed_by.len());
+    for i in 0..jobs {
+        let id = format!("x{i:03}");
+        let job = store.get(&id).await.unwrap().unwrap();
+        let history = store.status_history(&id).await.unwrap();
+        let runs = history
+            .iter()
+            .filter(|(s, _)| *s == JobStatus::Running)
+            .count();
+        assert_eq!(runs as u32, job.attempts, "{id}");
+        match job.status {
+            JobStatus::Completed => {
+                assert!(completed_by.contains_key(&id), "{id}");
+                assert_eq!(
+                    job.result,
+                    Some(json!({"by": job.worker_id.clone().unwrap()}))
+                );
+                if i % 3 == 0 {
+                    assert!(job.attempts >= 2, "{id} was abandoned once");
+                }
+            }
+            JobStatus::Failed => assert_eq!(job.error.unwrap().kind, "lost"),
+            other => panic!("{id} ended {other:?}"),
+        }
+    }
+    assert!(
+        completed_by.len() >= jobs / 2,
+        "most jobs complete: {}",
+        completed_by.len()
+    );
 }
