@@ -23,4 +23,9 @@ fn every_golden_passes() {
     println!("{}", report.summary_line());
     assert!(report.passed() > 0, "no golden tensor was checked");
     assert_eq!(report.failed(), 0, "{}", report.summary_line());
+    assert!(
+        report.skipped.is_empty(),
+        "every golden kind has a checker: {}",
+        report.summary_line()
+    );
 }

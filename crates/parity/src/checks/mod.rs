@@ -6,6 +6,7 @@ pub mod dit_bsa;
 pub mod dit_i2v;
 pub mod dit_t2v;
 pub mod lora;
+pub mod pipeline;
 pub mod scheduler;
 pub mod umt5;
 pub mod vae;
@@ -33,9 +34,8 @@ pub fn checker_for(kind: &str) -> Checker {
         "dit_bsa" => Checker::Check(dit_bsa::check),
         "lora" => Checker::Check(lora::check),
         "scheduler" => Checker::Check(scheduler::check),
-        "pipeline_i2v" | "pipeline_i2v_distill" | "pipeline_refine" => {
-            Checker::Skip("pipeline goldens are checked once the pipelines land (issue 4)")
-        }
+        "pipeline_i2v" | "pipeline_i2v_distill" => Checker::Check(pipeline::i2v::check),
+        "pipeline_refine" => Checker::Check(pipeline::refine::check),
         _ => Checker::Unknown,
     }
 }
