@@ -132,6 +132,28 @@ fn pick_bucket(table: &[(f64, [u32; 2])], h: u32, w: u32) -> Result<(u32, u32)> 
     Ok(buckets::pick(table, h, w))
 }
 
+/// Denoising steps of a whole request (continuation segments may run the `enhance_hf`
+/// schedule, which has a different length), for the ETA.
+fn planned_steps(
+    cfg: &EngineConfig,
+    mode: Stage1Mode,
+    steps: usize,
+    segments: u32,
+    refine_steps: usize,
+) -> u64 {
+    let distill = mode == Stage1Mode::Distilled;
+    let first = crate::schedule::Schedule::stage1(steps, distill, cfg.shift).len();
+    let later = crate::schedule::Schedule::continuation(
+        steps,
+        distill,
+        cfg.shift,
+        cfg.enhance_hf && !distill,
+    )
+    .len();
+    let base = first as u64 + u64::from(segments.saturating_sub(1)) * later as u64;
+    base + u64::from(segments) * refine_steps as u64
+}
+
 /// 8-bit frames → `[1, 3, F, H, W]` in `[-1, 1]`.
 fn frames_to_tensor<'a>(
     frames: impl Iterator<Item = &'a RgbImage>,
@@ -211,7 +233,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
             sink,
             start: Instant::now(),
             done: 0,
-            total: (segments as u64) * (steps + refine_steps) as u64,
+            total: planned_steps(&cfg, mode, steps, segments, refine_steps),
             segments,
         };
         let mut noise = SeededNoise::new(req.seed);
