@@ -7,8 +7,10 @@
 # fsync off), exports LONGCAT_TEST_POSTGRES_URL=postgres://longcat@127.0.0.1:PORT/postgres
 # (a superuser, so tests can create their own databases), runs the command, then stops the
 # server and deletes its data. Installs Debian's `postgresql` package when no server binaries
-# are found (as root or with sudo). Exits 75 (EX_TEMPFAIL) without running the command when no server can be
-# started, so callers can tell "no Postgres here" from a failing command.
+# are found (as root or with sudo). LONGCAT_PG_TLS=1 makes the server TLS-only (self-signed
+# certificate) and adds ?sslmode=require to the URL. Exits 75 (EX_TEMPFAIL) without running
+# the command when no server can be started, so callers can tell "no Postgres here" from a
+# failing command.
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -73,15 +75,29 @@ if ! "${RUN_AS[@]}" "$BINDIR/initdb" -D "$PGDATA/data" -U longcat -A trust -E UT
   cat "$PGDATA/initdb.log" >&2
   exit 75
 fi
+SERVER_OPTS="-p $PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+URL_QUERY=""
+# LONGCAT_PG_TLS=1: serve TLS only (self-signed certificate) and connect with sslmode=require.
+if [ "${LONGCAT_PG_TLS:-0}" = "1" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=127.0.0.1" \
+    -keyout "$PGDATA/data/server.key" -out "$PGDATA/data/server.crt" >/dev/null 2>&1
+  chmod 0600 "$PGDATA/data/server.key"
+  [ ${#RUN_AS[@]} -gt 0 ] && chown postgres "$PGDATA/data/server.key" "$PGDATA/data/server.crt"
+  echo "hostnossl all all 0.0.0.0/0 reject" >"$PGDATA/hba.tmp"
+  echo "hostssl all all 127.0.0.1/32 trust" >>"$PGDATA/hba.tmp"
+  cat "$PGDATA/hba.tmp" >"$PGDATA/data/pg_hba.conf"
+  SERVER_OPTS="$SERVER_OPTS -c ssl=on"
+  URL_QUERY="?sslmode=require"
+fi
 if ! "${RUN_AS[@]}" "$BINDIR/pg_ctl" -D "$PGDATA/data" -l "$PGDATA/server.log" -w -t 60 \
-  -o "-p $PORT -k $PGDATA -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+  -o "$SERVER_OPTS" \
   start >/dev/null 2>&1; then
   echo "with-postgres: server did not start:" >&2
   cat "$PGDATA/server.log" >&2 || true
   exit 75
 fi
 
-export LONGCAT_TEST_POSTGRES_URL="postgres://longcat@127.0.0.1:$PORT/postgres"
+export LONGCAT_TEST_POSTGRES_URL="postgres://longcat@127.0.0.1:$PORT/postgres$URL_QUERY"
 echo "with-postgres: Postgres $("$BINDIR/postgres" --version | awk '{print $3}') at $LONGCAT_TEST_POSTGRES_URL" >&2
 set +e
 "$@"
