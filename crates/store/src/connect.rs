@@ -94,6 +94,7 @@ async fn open_sqlite(url: &str) -> Result<SqlitePool> {
 }
 
 async fn open_postgres(url: &str) -> Result<PgPool> {
+    create_postgres_database(url).await;
     let pool = PgPoolOptions::new()
         .max_connections(PG_MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -102,6 +103,20 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
     // sqlx takes a Postgres advisory lock while migrating, so concurrent starts are safe.
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     Ok(pool)
+}
+
+/// Creates the URL's database when it does not exist yet (needs the CREATEDB privilege). Any
+/// failure is left for the real connection to report.
+async fn create_postgres_database(url: &str) {
+    use sqlx::migrate::MigrateDatabase;
+    match sqlx::Postgres::database_exists(url).await {
+        Ok(false) => match sqlx::Postgres::create_database(url).await {
+            Ok(()) => tracing::info!("created the Postgres database named in the store URL"),
+            Err(e) => tracing::warn!("could not create the Postgres database: {e}"),
+        },
+        Ok(true) => {}
+        Err(e) => tracing::debug!("could not check whether the Postgres database exists: {e}"),
+    }
 }
 
 #[cfg(test)]

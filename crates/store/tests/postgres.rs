@@ -90,6 +90,27 @@ scenario!(start_deadline_times_out);
 scenario!(logs_in_order);
 scenario!(webhook_attempts_recorded);
 
+/// `connect` creates a missing database, then later connects reuse it.
+#[tokio::test]
+async fn creates_missing_database() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let missing = TestDb {
+        url: db.url.replace(&db.name, &format!("{}_new", db.name)),
+        name: format!("{}_new", db.name),
+        admin_url: db.admin_url.clone(),
+    };
+    let store = JobStore::connect(&missing.url).await.unwrap();
+    store.submit(common::new_job("j")).await.unwrap();
+    store.close().await;
+    let store = JobStore::connect(&missing.url).await.unwrap();
+    assert!(store.get("j").await.unwrap().is_some());
+    store.close().await;
+    missing.drop_db().await;
+    db.drop_db().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_two_pools() {
     let Some(db) = TestDb::create().await else {
