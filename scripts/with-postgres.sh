@@ -17,6 +17,8 @@ if [ $# -eq 0 ]; then
   echo "usage: $0 COMMAND [ARGS...]" >&2
   exit 2
 fi
+# Any failure while setting the server up means "no Postgres here".
+trap 'echo "with-postgres: setup failed (line $LINENO)" >&2; exit 75' ERR
 
 find_bindir() {
   local d
@@ -99,6 +101,7 @@ fi
 
 export LONGCAT_TEST_POSTGRES_URL="postgres://longcat@127.0.0.1:$PORT/postgres$URL_QUERY"
 echo "with-postgres: Postgres $("$BINDIR/postgres" --version | awk '{print $3}') at $LONGCAT_TEST_POSTGRES_URL" >&2
+trap - ERR
 set +e
 "$@"
 status=$?
