@@ -22,6 +22,19 @@ pub fn clean_prompt(text: &str) -> String {
     prompt_clean(text)
 }
 
+/// Vocabulary size of [`PromptTokenizer::builtin_tiny`] (3 special tokens + 190 pieces).
+pub const TINY_VOCAB_SIZE: usize = 3 + 2 * 95;
+
+/// `▁c` and `c` for every printable ASCII character `c`.
+fn tiny_pieces() -> Vec<String> {
+    let chars = (0x20u8..0x7f).map(char::from);
+    chars
+        .clone()
+        .map(|c| format!("\u{2581}{c}"))
+        .chain(chars.map(String::from))
+        .collect()
+}
+
 /// The official `max_sequence_length`.
 pub const DEFAULT_MAX_LENGTH: usize = 512;
 
@@ -113,6 +126,17 @@ impl PromptTokenizer {
         })
     }
 
+    /// The built-in tokenizer of the tiny random model (no file, no download): umT5's
+    /// layout (`<pad>` 0, `</s>` 1, `<unk>` 2) over [`TINY_VOCAB_SIZE`] pieces: printable
+    /// ASCII characters, alone and after the word-start marker.
+    pub fn builtin_tiny(max_length: usize) -> Result<Self> {
+        let pieces = tiny_pieces();
+        let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+        let tokenizer = Tokenizer::from_bytes(tiny_tokenizer_json(&refs).as_bytes())
+            .map_err(|e| ModelError::Tokenizer(format!("built-in tokenizer: {e}")))?;
+        Self::new(tokenizer, max_length)
+    }
+
     /// The fixed sequence length L.
     pub fn max_length(&self) -> usize {
         self.max_length
@@ -166,9 +190,8 @@ pub fn prompt_embeds(last_hidden_state: &Tensor, dtype: candle_core::DType) -> R
 }
 
 /// A small umT5-like `tokenizer.json` (Unigram model, Metaspace pre-tokenizer, `</s>`
-/// appended) for tests: `<pad>`=0, `</s>`=1, `<unk>`=2, then the given pieces from id 3.
-#[cfg(test)]
-pub(crate) fn tiny_tokenizer_json(pieces: &[&str]) -> String {
+/// appended): `<pad>`=0, `</s>`=1, `<unk>`=2, then the given pieces from id 3.
+pub fn tiny_tokenizer_json(pieces: &[&str]) -> String {
     let mut vocab = vec![
         serde_json::json!(["<pad>", 0.0]),
         serde_json::json!(["</s>", 0.0]),
@@ -239,6 +262,28 @@ mod tests {
         assert_eq!(mask[0], vec![1, 1, 1, 0, 0, 0]);
         assert_eq!(ids[1], vec![3, 5, 6, 1, 0, 0]);
         assert_eq!(mask[1], vec![1, 1, 1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn builtin_tiny_covers_ascii() {
+        let tok = PromptTokenizer::builtin_tiny(16).unwrap();
+        let rows = tok.encode_ids(&["A cat, 2 dogs!"]).unwrap();
+        let (ids, mask) = &rows[0];
+        assert_eq!(ids.len(), 16);
+        let real: Vec<u32> = ids
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m == 1)
+            .map(|(i, _)| *i)
+            .collect();
+        assert!(
+            real.iter()
+                .all(|&i| i != 2 && (i as usize) < TINY_VOCAB_SIZE),
+            "{real:?}"
+        );
+        assert_eq!(real.last(), Some(&1));
+        let other = tok.encode_ids(&["A dog, 2 cats!"]).unwrap();
+        assert_ne!(rows[0].0, other[0].0);
     }
 
     #[test]

@@ -306,6 +306,14 @@ impl Umt5Encoder {
         })
     }
 
+    /// An encoder of `cfg` with deterministic random weights (the built-in tiny model).
+    pub fn random(cfg: &Umt5Config, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
+        Self::new(
+            cfg,
+            crate::dit::random::random_var_builder(seed, dtype, device),
+        )
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Umt5Config {
         &self.config

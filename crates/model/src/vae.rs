@@ -722,6 +722,19 @@ impl WanVae {
         })
     }
 
+    /// A VAE of `cfg` with deterministic random weights (the built-in tiny model).
+    pub fn random(
+        cfg: &VaeConfig,
+        seed: u64,
+        device: &candle_core::Device,
+        dtype: DType,
+    ) -> Result<Self> {
+        Self::new(
+            cfg,
+            crate::dit::random::random_var_builder(seed, dtype, device),
+        )
+    }
+
     /// The configuration.
     pub fn config(&self) -> &VaeConfig {
         &self.cfg

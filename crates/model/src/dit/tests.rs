@@ -280,3 +280,48 @@ fn from_dir_reads_config_and_weights() {
             > 0.0
     );
 }
+
+#[test]
+fn random_loras_fit_and_change_the_output() {
+    use crate::checkpoint::LoraKind;
+    let dev = Device::Cpu;
+    let cfg = tiny_config();
+    let mut dit = model(3);
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let base = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    for kind in [LoraKind::CfgStep, LoraKind::Refinement] {
+        let w = super::random::random_lora(&cfg, kind, 4, 9, &dev, DType::F32).unwrap();
+        let again = super::random::random_lora(&cfg, kind, 4, 9, &dev, DType::F32).unwrap();
+        let expected = if kind == LoraKind::CfgStep { 7 } else { 8 } * cfg.depth
+            + if kind == LoraKind::CfgStep { 0 } else { 2 };
+        assert_eq!(w.layers.len(), expected);
+        for (k, l) in &w.layers {
+            let a = l.down.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = again.layers[k]
+                .down
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(a, b, "{k} not deterministic");
+        }
+        dit.register_lora("x", w).unwrap();
+        dit.enable_loras(&[("x".into(), 1.0)], LoraMode::Unmerged)
+            .unwrap();
+        let out = dit.forward(&i.x, &i.t, text, 0).unwrap();
+        let diff = (out - &base)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff > 0.0, "{kind:?} LoRA changed nothing");
+        dit.disable_loras();
+    }
+}
