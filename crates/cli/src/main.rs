@@ -1,6 +1,7 @@
 //! `longcat`: the LongCat-Video image-to-video server and tools.
 
 mod bench;
+mod generate;
 mod goldens;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Command {
         #[command(subcommand)]
         command: goldens::GoldensCommand,
     },
+    /// Generate one video from an image (the endpoint's fields as flags).
+    Generate(Box<generate::GenerateArgs>),
     /// CPU benchmarks (ratios against a baseline measured in the same run).
     Bench {
         #[command(subcommand)]
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Goldens { command } => goldens::run(command),
+        Command::Generate(args) => generate::run(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {

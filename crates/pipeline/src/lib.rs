@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod components;
 pub mod denoise;
 pub mod engine;
+pub mod generator;
 pub mod hooks;
 pub mod image;
 pub mod models;
@@ -19,5 +20,6 @@ pub mod refine;
 pub mod resample;
 pub mod schedule;
 pub mod stage1;
+pub mod tiny;
 
 pub use api::*;

@@ -1,0 +1,224 @@
+//! The request body of `longcat generate`: `--input-json` (exactly the endpoint's JSON body)
+//! with the per-field flags laid over it, validated by `longcat-api` like the server does.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use longcat_api::I2vInput;
+use serde_json::{Map, Value};
+
+/// One flag per field of the endpoint's input, named like the JSON field in kebab-case.
+/// Unset flags leave the field to `--input-json` or the endpoint's default.
+#[derive(Args, Debug, Default)]
+pub struct RequestFlags {
+    /// `image_url`: a local file path, a `file://` URL, an http(s) URL or a data URI.
+    #[arg(long = "image-url", visible_alias = "image", value_name = "PATH|URL")]
+    pub image_url: Option<String>,
+    /// `prompt`.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// `negative_prompt` (stage-1 CFG only).
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// `num_frames` (17–961): stage-1 frames at 15 fps; the video has about twice as many
+    /// at 30 fps.
+    #[arg(long)]
+    pub num_frames: Option<u32>,
+    /// `num_inference_steps` (8–50): stage-1 denoising steps.
+    #[arg(long)]
+    pub num_inference_steps: Option<u32>,
+    /// `num_refine_inference_steps` (8–50): refinement schedule length.
+    #[arg(long)]
+    pub num_refine_inference_steps: Option<u32>,
+    /// `guidance_scale` (1–10).
+    #[arg(long)]
+    pub guidance_scale: Option<f64>,
+    /// `fps` (1–60): frame rate written into the file.
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// `seed` (random when absent; printed at the end).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// `enable_prompt_expansion` (accepted; no prompt expansion model runs).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enable_prompt_expansion: Option<bool>,
+    /// `enable_safety_checker` (accepted; no safety checker runs).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub enable_safety_checker: Option<bool>,
+    /// `video_output_type`: "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)".
+    #[arg(long)]
+    pub video_output_type: Option<String>,
+    /// `video_quality`: low, medium, high, maximum.
+    #[arg(long)]
+    pub video_quality: Option<String>,
+    /// `video_write_mode`: fast, balanced, small.
+    #[arg(long)]
+    pub video_write_mode: Option<String>,
+    /// `sync_mode` (accepted; the CLI always writes a file).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub sync_mode: Option<bool>,
+    /// `acceleration`: none, regular.
+    #[arg(long)]
+    pub acceleration: Option<String>,
+}
+
+impl RequestFlags {
+    /// The set flags as JSON fields.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        let mut out = Vec::new();
+        let mut put = |k: &'static str, v: Option<Value>| {
+            if let Some(v) = v {
+                out.push((k, v));
+            }
+        };
+        let s = |v: &Option<String>| v.clone().map(Value::from);
+        put("image_url", s(&self.image_url));
+        put("prompt", s(&self.prompt));
+        put("negative_prompt", s(&self.negative_prompt));
+        put("num_frames", self.num_frames.map(Value::from));
+        put(
+            "num_inference_steps",
+            self.num_inference_steps.map(Value::from),
+        );
+        put(
+            "num_refine_inference_steps",
+            self.num_refine_inference_steps.map(Value::from),
+        );
+        put("guidance_scale", self.guidance_scale.map(Value::from));
+        put("fps", self.fps.map(Value::from));
+        put("seed", self.seed.map(Value::from));
+        put(
+            "enable_prompt_expansion",
+            self.enable_prompt_expansion.map(Value::from),
+        );
+        put(
+            "enable_safety_checker",
+            self.enable_safety_checker.map(Value::from),
+        );
+        put("video_output_type", s(&self.video_output_type));
+        put("video_quality", s(&self.video_quality));
+        put("video_write_mode", s(&self.video_write_mode));
+        put("sync_mode", self.sync_mode.map(Value::from));
+        put("acceleration", s(&self.acceleration));
+        out
+    }
+}
+
+/// The request body: the `--input-json` object (if any) with the set flags laid over it.
+pub fn request_body(input_json: Option<&Path>, flags: &RequestFlags) -> anyhow::Result<Value> {
+    let mut body = match input_json {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let value: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            match value {
+                Value::Object(map) => map,
+                _ => bail!(
+                    "{} must hold a JSON object (the request body)",
+                    path.display()
+                ),
+            }
+        }
+        None => Map::new(),
+    };
+    for (key, value) in flags.fields() {
+        body.insert(key.to_string(), value);
+    }
+    Ok(Value::Object(body))
+}
+
+/// Parses and validates the body as the server does; a local image path is turned into a
+/// data URI first (the endpoint only takes URLs). Errors list every bad field.
+pub fn parse(body: &Value) -> anyhow::Result<I2vInput> {
+    let mut body = body.clone();
+    if let Some(Value::String(url)) = body.get("image_url") {
+        if let Some(uri) = crate::generate::image::local_to_data_uri(url)? {
+            body["image_url"] = Value::String(uri);
+        }
+    }
+    longcat_api::parse_value(&body).map_err(|errors| {
+        let lines: Vec<String> = errors
+            .detail()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let loc = d["loc"]
+                    .as_array()
+                    .map(|l| {
+                        l.iter()
+                            .filter(|p| p.as_str() != Some("body"))
+                            .map(|p| p.to_string().trim_matches('"').to_string())
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
+                    .unwrap_or_default();
+                let field = if loc.is_empty() { "body".into() } else { loc };
+                format!("  {field}: {}", d["msg"].as_str().unwrap_or("invalid"))
+            })
+            .collect();
+        anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
+    })
+}
+
+/// What the CLI accepts but does not act on.
+pub fn ignored_notes(input: &I2vInput) -> Vec<&'static str> {
+    let mut notes = Vec::new();
+    if input.enable_prompt_expansion {
+        notes.push("enable_prompt_expansion is accepted but no prompt expansion model runs");
+    }
+    if input.sync_mode {
+        notes.push("sync_mode has no effect on the command line: the video is written to a file");
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_json_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("body.json");
+        std::fs::write(
+            &path,
+            r#"{"image_url": "https://example.com/a.png", "num_frames": 33, "prompt": "a", "extra": 1}"#,
+        )
+        .unwrap();
+        let flags = RequestFlags {
+            num_frames: Some(17),
+            video_quality: Some("low".into()),
+            enable_safety_checker: Some(false),
+            ..Default::default()
+        };
+        let body = request_body(Some(&path), &flags).unwrap();
+        let input = parse(&body).unwrap();
+        assert_eq!(input.num_frames, 17);
+        assert_eq!(input.prompt, "a");
+        assert!(!input.enable_safety_checker);
+        assert_eq!(input.video_quality, longcat_media::VideoQuality::Low);
+        assert_eq!(input.num_inference_steps, 40, "endpoint default");
+    }
+
+    #[test]
+    fn errors_name_every_bad_field() {
+        let flags = RequestFlags {
+            image_url: Some("https://example.com/a.png".into()),
+            num_frames: Some(5),
+            video_quality: Some("ultra".into()),
+            ..Default::default()
+        };
+        let err = parse(&request_body(None, &flags).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("num_frames"), "{err}");
+        assert!(err.contains("video_quality"), "{err}");
+        let missing = parse(&request_body(None, &RequestFlags::default()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("image_url"), "{missing}");
+    }
+}

@@ -1,0 +1,144 @@
+//! `longcat generate`: one image-to-video request from the command line, through the same
+//! generator and encoder the server uses.
+
+mod image;
+mod input;
+mod sink;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use longcat_media::{EncoderConfig, VideoOptions};
+use longcat_pipeline::generator::{load_generator, GeneratorOptions};
+use longcat_pipeline::CancelToken;
+
+use input::{request_body, RequestFlags};
+use sink::EncodingSink;
+
+/// Arguments of `longcat generate`: the endpoint's JSON fields as flags, plus where the
+/// weights are and where the video goes.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    flags: RequestFlags,
+    /// A file holding exactly the endpoint's JSON request body (flags override its fields).
+    #[arg(long, value_name = "FILE")]
+    input_json: Option<PathBuf>,
+    /// Where to write the video (default: `longcat-<seed>.<ext>`).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Official checkpoint directory; without it the built-in tiny random model runs
+    /// (its output is noise).
+    #[arg(long, value_name = "DIR", env = "LONGCAT_WEIGHTS")]
+    weights: Option<PathBuf>,
+    /// `cpu` or `cuda[:N]` (needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    match spec {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map(str::parse)
+                .transpose()
+                .context("device ordinal")?
+                .unwrap_or(0);
+            Ok(candle_core::Device::new_cuda(ordinal)?)
+        }
+        other => bail!("unknown device `{other}` (use cpu or cuda[:N])"),
+    }
+}
+
+/// Runs `longcat generate`.
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let body = request_body(args.input_json.as_deref(), &args.flags)?;
+    let parsed = input::parse(&body)?;
+    let image = image::load(&parsed.image_url)?;
+    let request = parsed.to_generation_request(image);
+    let options = VideoOptions {
+        output_type: parsed.video_output_type,
+        quality: parsed.video_quality,
+        write_mode: parsed.video_write_mode,
+        fps: parsed.fps,
+    };
+    options.validate()?;
+    let output = args.output.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "longcat-{}.{}",
+            request.seed,
+            options.output_type.extension()
+        ))
+    });
+    for note in input::ignored_notes(&parsed) {
+        eprintln!("note: {note}");
+    }
+
+    let device = parse_device(&args.device)?;
+    let load_started = Instant::now();
+    let generator = load_generator(&GeneratorOptions {
+        weights_dir: args.weights.clone(),
+        device,
+        dtype: None,
+    })?;
+    let info = generator.info();
+    if info.smoke_test_model {
+        eprintln!(
+            "WARNING: no --weights / LONGCAT_WEIGHTS given: running the {}",
+            info.name
+        );
+    }
+    eprintln!(
+        "model: {} (loaded in {:.1} s)",
+        info.name,
+        load_started.elapsed().as_secs_f64()
+    );
+
+    let mut sink = EncodingSink::new(EncoderConfig::default(), options);
+    let cancel = CancelToken::new();
+    let gen_started = Instant::now();
+    let summary = generator.generate(&request, &mut sink, &cancel);
+    sink.finish_progress();
+    let summary = summary.context("generation failed")?;
+    let gen_secs = gen_started.elapsed().as_secs_f64();
+    let mut video = sink.finish().context("encoding failed")?;
+    video
+        .persist(&output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+
+    let url = url_for(&output);
+    let result = serde_json::json!({
+        "video": video.to_file(url),
+        "seed": summary.seed,
+        "prompt": request.prompt,
+    });
+    eprintln!(
+        "done: {} frames {}x{} at {} fps ({:.2} s of video), seed {}, {} bytes -> {}",
+        video.frames,
+        video.width,
+        video.height,
+        video.fps,
+        video.frames as f64 / video.fps as f64,
+        summary.seed,
+        video.file_size,
+        output.display()
+    );
+    eprintln!(
+        "time: generation {:.1} s, total {:.1} s",
+        gen_secs,
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+/// `file://` URL of the written video (absolute when the path can be resolved).
+fn url_for(path: &std::path::Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    format!("file://{}", abs.display())
+}

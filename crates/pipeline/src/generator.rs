@@ -1,0 +1,172 @@
+//! Building a [`VideoGenerator`]: from an official checkpoint directory, or the built-in
+//! deterministic tiny random model (smoke tests, CI, development without weights).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
+use longcat_model::dit::{DitConfig, LongCatDit};
+use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
+use longcat_model::umt5::Umt5Encoder;
+use longcat_model::vae::{VaeConfig, WanVae};
+use longcat_model::ModelError;
+
+use crate::api::{PipelineError, VideoGenerator};
+use crate::components::LoraKind;
+use crate::engine::{Engine, EngineConfig, LockedEngine};
+use crate::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
+use crate::tiny;
+
+/// How to build the generator.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    /// The official checkpoint directory; `None` selects the built-in tiny random model.
+    pub weights_dir: Option<PathBuf>,
+    /// Where the networks run.
+    pub device: Device,
+    /// Weight dtype; `None` picks f32 on the CPU and bf16 on a GPU (as the official demo).
+    pub dtype: Option<DType>,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        Self {
+            weights_dir: None,
+            device: Device::Cpu,
+            dtype: None,
+        }
+    }
+}
+
+impl GeneratorOptions {
+    /// The dtype the networks are built in.
+    pub fn resolved_dtype(&self) -> DType {
+        self.dtype.unwrap_or(if self.device.is_cpu() {
+            DType::F32
+        } else {
+            DType::BF16
+        })
+    }
+}
+
+/// The networks of one generator before they are wrapped into an [`Engine`].
+pub struct Networks {
+    /// umT5 encoder.
+    pub text_encoder: Umt5Encoder,
+    /// Its tokenizer (fixed length).
+    pub tokenizer: PromptTokenizer,
+    /// Wan VAE.
+    pub vae: WanVae,
+    /// DiT with `cfg_step_lora` / `refinement_lora` registered.
+    pub dit: LongCatDit,
+    /// Engine settings (buckets, shift, names).
+    pub config: EngineConfig,
+}
+
+/// Builds the generator the server and `longcat generate` use.
+///
+/// With `weights_dir` the official checkpoint layout is loaded (see `docs/checkpoint.md`);
+/// errors name what is missing. Without it the built-in tiny random model is built: its
+/// output is noise, [`crate::ModelInfo::smoke_test_model`] is true, and a warning is logged.
+pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
+    let dtype = opts.resolved_dtype();
+    let networks = match &opts.weights_dir {
+        Some(dir) => load_checkpoint(dir, &opts.device, dtype)?,
+        None => {
+            tracing::warn!(
+                "NO WEIGHTS GIVEN: using the {} — every video it makes is noise; \
+                 pass --weights DIR / LONGCAT_WEIGHTS for real output",
+                tiny::NAME
+            );
+            tiny::networks(&opts.device, dtype)?
+        }
+    };
+    Ok(into_generator(networks, &opts.device))
+}
+
+/// Wraps networks into a thread-safe generator.
+pub fn into_generator(n: Networks, device: &Device) -> Arc<dyn VideoGenerator> {
+    let engine = Engine {
+        text: Umt5PromptEncoder::new(n.text_encoder, n.tokenizer, device.clone()),
+        vae: WanVaeCodec::new(n.vae),
+        dit: DitDenoiser::new(n.dit),
+        config: n.config,
+        device: device.clone(),
+    };
+    Arc::new(LockedEngine(std::sync::Mutex::new(engine)))
+}
+
+/// Warns about stored tensors no module asked for (a different model variant shows up here).
+fn report_unused(component: &str, weights: &TrackedWeights) {
+    let unused = weights.unused();
+    if !unused.is_empty() {
+        tracing::warn!(
+            component,
+            count = unused.len(),
+            first = ?unused.iter().take(5).collect::<Vec<_>>(),
+            "checkpoint tensors not used by the model"
+        );
+    }
+}
+
+/// Loads every network of an official checkpoint directory.
+pub fn load_checkpoint(
+    dir: &Path,
+    device: &Device,
+    dtype: DType,
+) -> Result<Networks, PipelineError> {
+    let ckpt = Checkpoint::open(dir)?;
+    tracing::info!(dir = %dir.display(), ?dtype, "loading LongCat-Video checkpoint");
+
+    let te_cfg = ckpt.text_encoder_config()?;
+    let te_weights = ckpt.weights(Component::TextEncoder)?;
+    let text_encoder = te_weights.build(dtype, device, |vb| Umt5Encoder::new(&te_cfg, vb))?;
+    report_unused("text_encoder", &te_weights);
+    drop(te_weights);
+    let tokenizer = PromptTokenizer::from_file(&ckpt.tokenizer_path(), DEFAULT_MAX_LENGTH)?;
+
+    let vae_cfg: VaeConfig = ckpt.config(Component::Vae)?;
+    vae_cfg.validate()?;
+    let vae_weights = ckpt.weights(Component::Vae)?;
+    let vae = vae_weights.build(dtype, device, |vb| WanVae::new(&vae_cfg, vb))?;
+    report_unused("vae", &vae_weights);
+    drop(vae_weights);
+
+    let mut dit_cfg: DitConfig = ckpt.config(Component::Dit)?;
+    // One device: no context parallelism (the official demo passes [1, 1] too).
+    dit_cfg.cp_split_hw = None;
+    if dit_cfg.bsa_params.is_none() {
+        return Err(ModelError::NotACheckpoint {
+            path: ckpt.config_path(Component::Dit),
+            reason: "dit/config.json has no bsa_params (needed by the refinement stage)".into(),
+        }
+        .into());
+    }
+    let dit_weights = ckpt.weights(Component::Dit)?;
+    let mut dit = dit_weights.build(dtype, device, |vb| LongCatDit::new(dit_cfg.clone(), vb))?;
+    report_unused("dit", &dit_weights);
+    drop(dit_weights);
+
+    let refine = ckpt.lora_path(CkptLora::Refinement)?;
+    dit.load_lora(LoraKind::Refinement.name(), &refine)?;
+    let mut config = EngineConfig {
+        name: format!("LongCat-Video ({})", dir.display()),
+        ..EngineConfig::default()
+    };
+    match ckpt.lora_path(CkptLora::CfgStep) {
+        Ok(path) => dit.load_lora(LoraKind::CfgStep.name(), &path)?,
+        Err(e) if config.regular_mode == crate::engine::Stage1Mode::Distilled => {
+            return Err(e.into())
+        }
+        Err(e) => tracing::info!(%e, "no cfg_step LoRA: distilled stage 1 unavailable"),
+    }
+    config.shift = ckpt.scheduler_config()?.shift;
+    Ok(Networks {
+        text_encoder,
+        tokenizer,
+        vae,
+        dit,
+        config,
+    })
+}

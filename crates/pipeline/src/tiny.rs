@@ -1,0 +1,110 @@
+//! The built-in deterministic tiny random model.
+//!
+//! Same structure and tensor names as the official networks (umT5 encoder, Wan2.1 VAE,
+//! LongCat DiT with `cfg_step_lora` and `refinement_lora`), but a few thousand times
+//! narrower, with weights drawn from a fixed seed and a built-in ASCII tokenizer, so the
+//! whole product path (stage 1, continuation segments, refinement with block sparse
+//! attention, streaming decode) runs on a laptop CPU in seconds. Its output is noise.
+//!
+//! To stay fast it also uses scaled-down resolution buckets: the official tables with every
+//! side divided by 16 and rounded to a multiple of 16 (a 16:9 image: 32×48 in stage 1,
+//! 48×80 after refinement). Everything else (frame counts, segments, schedules, seeds) is
+//! the product's.
+
+use candle_core::{DType, Device};
+use longcat_model::checkpoint::LoraKind as CkptLora;
+use longcat_model::dit::random::random_lora;
+use longcat_model::dit::{DitConfig, LongCatDit};
+use longcat_model::tokenizer::{PromptTokenizer, TINY_VOCAB_SIZE};
+use longcat_model::umt5::{Umt5Config, Umt5Encoder};
+use longcat_model::vae::{VaeConfig, WanVae};
+
+use crate::api::PipelineError;
+use crate::buckets::{shrink, ASPECT_RATIO_627, ASPECT_RATIO_960_F64};
+use crate::components::LoraKind;
+use crate::engine::EngineConfig;
+use crate::generator::Networks;
+
+/// [`crate::ModelInfo::name`] of the tiny model.
+pub const NAME: &str = "built-in tiny random model (output is noise)";
+/// Seed of every random weight.
+pub const WEIGHT_SEED: u64 = 0x4c6f_6e67_4361_74; // "LongCat"
+/// Text length (official: 512).
+pub const TEXT_TOKENS: usize = 64;
+/// Side divisor of the bucket tables.
+pub const BUCKET_DIVISOR: u32 = 16;
+/// LoRA rank (official: 128).
+pub const LORA_RANK: usize = 4;
+
+/// umT5 with 2 layers of width 32.
+pub fn text_encoder_config() -> Umt5Config {
+    Umt5Config {
+        vocab_size: TINY_VOCAB_SIZE,
+        d_model: 32,
+        d_kv: 8,
+        d_ff: 64,
+        num_layers: 2,
+        num_heads: 4,
+        relative_attention_num_buckets: 32,
+        relative_attention_max_distance: 128,
+        layer_norm_epsilon: 1e-6,
+        feed_forward_proj: "gated-gelu".into(),
+        pad_token_id: 0,
+        eos_token_id: 1,
+    }
+}
+
+/// Wan2.1 VAE layout (4 levels, ÷4 time, ÷8 space, official latent statistics) with base
+/// width 4 instead of 96.
+pub fn vae_config() -> VaeConfig {
+    VaeConfig {
+        base_dim: 4,
+        ..VaeConfig::default()
+    }
+}
+
+/// LongCat DiT layout with 2 blocks of width 32 (2 heads of 16); BSA with 4×1×1 token
+/// chunks and sparsity 0.5 (official: 4×4×4, 0.9375), so the small refinement grids split.
+pub fn dit_config() -> Result<DitConfig, PipelineError> {
+    let value = serde_json::json!({
+        "in_channels": 16, "out_channels": 16, "hidden_size": 32, "depth": 2, "num_heads": 2,
+        "caption_channels": 32, "mlp_ratio": 4, "adaln_tembed_dim": 32,
+        "frequency_embedding_size": 256, "patch_size": [1, 2, 2],
+        "text_tokens_zero_pad": true, "enable_bsa": false,
+        "bsa_params": {"sparsity": 0.5, "cdf_threshold": null,
+                       "chunk_3d_shape_q": [4, 1, 1], "chunk_3d_shape_k": [4, 1, 1]},
+        "cp_split_hw": [1, 1]
+    });
+    Ok(DitConfig::from_value(&value)?)
+}
+
+/// Engine settings: the product's, with the scaled-down buckets and the smoke-test flag.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        name: NAME.into(),
+        smoke_test_model: true,
+        stage1_buckets: shrink(ASPECT_RATIO_627, BUCKET_DIVISOR, 16),
+        refine_buckets: shrink(ASPECT_RATIO_960_F64, BUCKET_DIVISOR, 16),
+        ..EngineConfig::default()
+    }
+}
+
+/// Builds the tiny networks (deterministic: the same bits on every run).
+pub fn networks(device: &Device, dtype: DType) -> Result<Networks, PipelineError> {
+    let dit_cfg = dit_config()?;
+    let mut dit = LongCatDit::random(dit_cfg.clone(), WEIGHT_SEED, device, dtype)?;
+    for (kind, ckpt) in [
+        (LoraKind::CfgStep, CkptLora::CfgStep),
+        (LoraKind::Refinement, CkptLora::Refinement),
+    ] {
+        let weights = random_lora(&dit_cfg, ckpt, LORA_RANK, WEIGHT_SEED, device, dtype)?;
+        dit.register_lora(kind.name(), weights)?;
+    }
+    Ok(Networks {
+        text_encoder: Umt5Encoder::random(&text_encoder_config(), WEIGHT_SEED, device, dtype)?,
+        tokenizer: PromptTokenizer::builtin_tiny(TEXT_TOKENS)?,
+        vae: WanVae::random(&vae_config(), WEIGHT_SEED, device, dtype)?,
+        dit,
+        config: engine_config(),
+    })
+}
