@@ -28,7 +28,7 @@ use crate::generator::Networks;
 /// [`crate::ModelInfo::name`] of the tiny model.
 pub const NAME: &str = "built-in tiny random model (output is noise)";
 /// Seed of every random weight.
-pub const WEIGHT_SEED: u64 = 0x4c6f_6e67_4361_74; // "LongCat"
+pub const WEIGHT_SEED: u64 = 0x004c_6f6e_6743_6174; // "LongCat"
 /// Text length (official: 512).
 pub const TEXT_TOKENS: usize = 64;
 /// Side divisor of the bucket tables.
