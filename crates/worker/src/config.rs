@@ -50,7 +50,7 @@ impl Default for WorkerConfig {
             heartbeat_interval: Duration::from_secs(15),
             poll_interval: Duration::from_secs(1),
             cancel_poll_interval: Duration::from_secs(1),
-            recover_interval: Some(Duration::from_secs(30)),
+            recover_interval: Some(Duration::from_secs(5)),
             progress_log_interval: Duration::from_secs(2),
             allow_private_image_urls: false,
             public_base_url: "http://127.0.0.1:8080".into(),

@@ -5,10 +5,14 @@
 //! See `docs/worker.md` for the job lifecycle, webhook signatures and storage settings.
 
 mod config;
+mod failure;
+mod job;
 pub mod metrics;
-#[allow(dead_code)]
 mod model_thread;
+mod pool;
 pub mod progress;
 pub mod webhook;
 
 pub use config::{WorkerConfig, PRIVATE_RANGES};
+pub use failure::{error_outcome, job_outcome, Failure};
+pub use pool::{WorkerError, WorkerPool};

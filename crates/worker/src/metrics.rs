@@ -10,23 +10,19 @@ pub const WEBHOOKS_TOTAL: &str = "longcat_webhook_deliveries_total";
 /// Gauge of jobs running in this process.
 pub const JOBS_RUNNING: &str = "longcat_jobs_running";
 
-#[allow(dead_code)]
 pub(crate) fn stage_seconds(stage: &'static str, seconds: f64) {
     metrics::histogram!(JOB_STAGE_SECONDS, "stage" => stage).record(seconds);
 }
 
-#[allow(dead_code)]
 pub(crate) fn job_finished(outcome: &'static str) {
     metrics::counter!(JOBS_TOTAL, "outcome" => outcome).increment(1);
 }
 
-#[allow(dead_code)]
 pub(crate) fn webhook_finished(delivered: bool) {
     let outcome = if delivered { "delivered" } else { "failed" };
     metrics::counter!(WEBHOOKS_TOTAL, "outcome" => outcome).increment(1);
 }
 
-#[allow(dead_code)]
 pub(crate) fn running(delta: f64) {
     metrics::gauge!(JOBS_RUNNING).increment(delta);
 }

@@ -125,6 +125,11 @@ impl WebhookKey {
     }
 }
 
+/// The JWKS document for `key` (serve it at `/.well-known/jwks.json`).
+pub fn jwks(key: &WebhookKey) -> serde_json::Value {
+    key.jwks()
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;

@@ -386,3 +386,24 @@ fn error_payload_shape() {
     assert!(json["payload"].is_null());
     assert!(json.get("payload_error").is_none());
 }
+
+#[test]
+fn body_matches_the_api_crate_payload() {
+    let output = serde_json::json!({"seed": 1});
+    let ours: serde_json::Value =
+        serde_json::from_slice(&webhook_body("r", &WebhookOutcome::Ok(output.clone()))).unwrap();
+    let api = serde_json::to_value(longcat_api::queue::WebhookPayload::ok("r", output)).unwrap();
+    assert_eq!(ours, api);
+    let body = serde_json::json!({"detail": []});
+    let ours: serde_json::Value = serde_json::from_slice(&webhook_body(
+        "r",
+        &WebhookOutcome::Error {
+            error: "Invalid status code: 422".into(),
+            payload: Some(body.clone()),
+        },
+    ))
+    .unwrap();
+    let api =
+        serde_json::to_value(longcat_api::queue::WebhookPayload::error("r", 422, body)).unwrap();
+    assert_eq!(ours, api);
+}

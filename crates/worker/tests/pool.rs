@@ -1,0 +1,445 @@
+//! The worker pool end to end on SQLite + local storage, with a test-double generator that
+//! draws deterministic gradient frames (a test helper, not product code).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use longcat_media::input::AddressPolicy;
+use longcat_pipeline::{
+    CancelToken, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo, PipelineError,
+    Progress, Stage, VideoFrame, VideoGenerator,
+};
+use longcat_storage::Storage;
+use longcat_store::{Job, JobStatus, JobStore, NewJob};
+use longcat_worker::webhook::WebhookConfig;
+use longcat_worker::{WorkerConfig, WorkerPool};
+use serde_json::{json, Value};
+
+/// Draws `num_frames` 64x48 gradient frames after `steps` fake denoising steps.
+struct Gradient {
+    steps: u32,
+    step_delay: Duration,
+}
+
+impl VideoGenerator for Gradient {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: "test gradient".into(),
+            smoke_test_model: true,
+            native_fps: 30,
+        }
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary, PipelineError> {
+        let (w, h) = (64u32, 48u32);
+        sink.log("test generator starting");
+        for step in 1..=self.steps {
+            cancel.check()?;
+            std::thread::sleep(self.step_delay);
+            sink.progress(&Progress {
+                stage: Stage::Base,
+                segment: 0,
+                segments: 1,
+                step,
+                total: self.steps,
+                eta: Some(self.step_delay * (self.steps - step)),
+            });
+        }
+        let frames = request.num_frames;
+        for i in 0..frames {
+            cancel.check()?;
+            let mut data = Vec::with_capacity((w * h * 3) as usize);
+            for y in 0..h {
+                for x in 0..w {
+                    data.push((x * 4 + i) as u8);
+                    data.push((y * 5) as u8);
+                    data.push((request.seed % 251) as u8);
+                }
+            }
+            sink.frame(VideoFrame {
+                index: i,
+                width: w,
+                height: h,
+                data,
+            })?;
+        }
+        Ok(GenerationSummary {
+            frames,
+            width: w,
+            height: h,
+            seed: request.seed,
+        })
+    }
+}
+
+fn png_data_uri() -> String {
+    let img = image::RgbImage::from_fn(16, 12, |x, y| image::Rgb([x as u8 * 16, y as u8 * 20, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(out.into_inner())
+    )
+}
+
+#[derive(Clone, Default)]
+struct Hooks(Arc<Mutex<Vec<Value>>>);
+
+async fn hook(State(h): State<Hooks>, body: Bytes) -> &'static str {
+    h.0.lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    "ok"
+}
+
+async fn hook_receiver() -> (String, Hooks) {
+    let hooks = Hooks::default();
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(hooks.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://127.0.0.1:{port}/hook"), hooks)
+}
+
+struct Env {
+    dir: std::path::PathBuf,
+    store: JobStore,
+    storage: Storage,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const PUBLIC: &str = "http://files.invalid:9";
+
+async fn env(tag: &str) -> Env {
+    let dir = std::env::temp_dir().join(format!(
+        "longcat-worker-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = JobStore::connect(&format!("sqlite://{}", dir.join("jobs.db").display()))
+        .await
+        .unwrap();
+    let storage = Storage::from_config(dir.join("files").to_str().unwrap(), PUBLIC).unwrap();
+    Env {
+        dir,
+        store,
+        storage,
+    }
+}
+
+fn config(env: &Env) -> WorkerConfig {
+    let mut cfg = WorkerConfig {
+        poll_interval: Duration::from_millis(100),
+        cancel_poll_interval: Duration::from_millis(100),
+        heartbeat_interval: Duration::from_millis(500),
+        lease: Duration::from_secs(10),
+        progress_log_interval: Duration::from_millis(1),
+        public_base_url: PUBLIC.into(),
+        webhook: WebhookConfig {
+            hmac_secret: Some("secret".into()),
+            initial_backoff: Duration::from_millis(20),
+            policy: AddressPolicy::allowing(["127.0.0.1/32".parse().unwrap()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    cfg.encoder.work_dir = env.dir.clone();
+    cfg
+}
+
+fn pool(env: &Env, cfg: WorkerConfig, steps: u32, step_delay: Duration) -> WorkerPool {
+    WorkerPool::spawn(
+        1,
+        env.store.clone(),
+        env.storage.clone(),
+        Arc::new(Gradient { steps, step_delay }),
+        cfg,
+    )
+}
+
+async fn submit(store: &JobStore, input: Value, webhook: Option<&str>) -> String {
+    let id = format!("job-{}", rand::random::<u32>());
+    store
+        .submit(NewJob {
+            id: id.clone(),
+            endpoint: longcat_api::ENDPOINT_ID.into(),
+            input,
+            key_id: None,
+            webhook_url: webhook.map(str::to_string),
+            billable_seconds: 1.0,
+            estimated_cost_usd: 0.025,
+            max_attempts: 2,
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn wait_for(store: &JobStore, id: &str, pred: impl Fn(&Job) -> bool) -> Job {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = store.get(id).await.unwrap().unwrap();
+        if pred(&job) {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} stuck in {:?}",
+            job.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn terminal(j: &Job) -> bool {
+    matches!(
+        j.status,
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+    )
+}
+
+async fn wait_hooks(hooks: &Hooks, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        if hooks.0.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    hooks.0.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completes_a_job_uploads_the_video_and_sends_the_webhook() {
+    let env = env("ok").await;
+    let (hook_url, hooks) = hook_receiver().await;
+    let pool = pool(&env, config(&env), 3, Duration::from_millis(5));
+    let id = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 17, "seed": 1234, "prompt": "a cat"}),
+        Some(&hook_url),
+    )
+    .await;
+    pool.notify();
+    let job = wait_for(&env.store, &id, terminal).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    let result = job.result.clone().unwrap();
+    assert_eq!(result["seed"], 1234);
+    assert_eq!(result["prompt"], "a cat");
+    let video = &result["video"];
+    let key = format!("outputs/{id}/output.mp4");
+    assert_eq!(video["url"], format!("{PUBLIC}/files/{key}"));
+    assert_eq!(video["content_type"], "video/mp4");
+    assert_eq!(video["file_name"], "output.mp4");
+    let meta = env.storage.head(&key).await.unwrap();
+    assert_eq!(video["file_size"], meta.size);
+    let bytes = env.storage.read_all(&key, 1 << 30).await.unwrap();
+    assert_eq!(&bytes[4..8], b"ftyp", "an MP4 file");
+
+    let logs: Vec<String> = env
+        .store
+        .logs(&id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.message)
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.starts_with("base: step 3/3")),
+        "{logs:?}"
+    );
+    assert_eq!(
+        logs[0],
+        format!("attempt 1 started on worker {}", pool.worker_ids()[0])
+    );
+    assert!(
+        logs.iter().any(|l| l == "test generator starting"),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("generating 17 frames (seed 1234)")),
+        "{logs:?}"
+    );
+
+    let got = wait_hooks(&hooks, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["request_id"], id);
+    assert_eq!(got[0]["status"], "OK");
+    assert_eq!(got[0]["payload"], result);
+    pool.shutdown().await;
+    let attempts = env.store.webhook_attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_errors_fail_as_validation_on_image_url() {
+    let env = env("img").await;
+    let (hook_url, hooks) = hook_receiver().await;
+    let pool = pool(&env, config(&env), 1, Duration::ZERO);
+    // Loopback is refused by the default SSRF policy.
+    let id = submit(
+        &env.store,
+        json!({"image_url": "http://127.0.0.1:9/cat.png", "num_frames": 17}),
+        Some(&hook_url),
+    )
+    .await;
+    let bad_input = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 3}),
+        None,
+    )
+    .await;
+    pool.notify();
+    let job = wait_for(&env.store, &id, terminal).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let err = job.error.unwrap();
+    assert_eq!(err.kind, "validation");
+    let detail = err.detail.unwrap();
+    assert_eq!(detail[0]["loc"], json!(["body", "image_url"]));
+    assert_eq!(detail[0]["type"], "file_download_error");
+    assert!(err.message.contains("loopback"), "{}", err.message);
+
+    let job = wait_for(&env.store, &bad_input, terminal).await;
+    let err = job.error.unwrap();
+    assert_eq!(err.kind, "validation");
+    assert_eq!(err.detail.unwrap()[0]["loc"], json!(["body", "num_frames"]));
+
+    let got = wait_hooks(&hooks, 1).await;
+    assert_eq!(got[0]["status"], "ERROR");
+    assert_eq!(got[0]["error"], "Invalid status code: 422");
+    assert_eq!(got[0]["payload"]["detail"], detail);
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_stops_a_running_job() {
+    let env = env("cancel").await;
+    let pool = pool(&env, config(&env), 400, Duration::from_millis(25));
+    let id = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 17}),
+        None,
+    )
+    .await;
+    pool.notify();
+    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = std::time::Instant::now();
+    env.store.request_cancel(&id).await.unwrap();
+    let job = wait_for(&env.store, &id, terminal).await;
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(env
+        .storage
+        .head(&format!("outputs/{id}/output.mp4"))
+        .await
+        .is_err());
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_our_own_files_and_inlines_sync_mode_output() {
+    let env = env("own").await;
+    let pool = pool(&env, config(&env), 1, Duration::ZERO);
+    // The public host does not resolve: the image must come straight from storage.
+    let png = png_data_uri();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(png.split_once(',').unwrap().1)
+        .unwrap();
+    let key = longcat_storage::upload_key("cat.png");
+    let stored = env
+        .storage
+        .put_bytes(&key, raw.into(), "image/png")
+        .await
+        .unwrap();
+    let id = submit(
+        &env.store,
+        json!({"image_url": stored.url, "num_frames": 17, "sync_mode": true,
+               "video_output_type": "GIF (.gif)"}),
+        None,
+    )
+    .await;
+    pool.notify();
+    let job = wait_for(&env.store, &id, terminal).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    let video = &job.result.unwrap()["video"];
+    let url = video["url"].as_str().unwrap();
+    let b64 = url
+        .strip_prefix("data:image/gif;base64,")
+        .expect("a GIF data URI");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert!(bytes.starts_with(b"GIF89a"));
+    assert_eq!(video["file_size"], bytes.len() as u64);
+    assert!(env
+        .storage
+        .head(&format!("outputs/{id}/output.gif"))
+        .await
+        .is_err());
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_running_job_finish() {
+    let env = env("shutdown").await;
+    let pool = pool(&env, config(&env), 20, Duration::from_millis(25));
+    let id = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 17}),
+        None,
+    )
+    .await;
+    pool.notify();
+    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    pool.shutdown().await;
+    let job = env.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_past_the_grace_period_requeues_the_job() {
+    let env = env("requeue").await;
+    let cfg = WorkerConfig {
+        shutdown_grace: Duration::from_millis(100),
+        lease: Duration::from_secs(1),
+        heartbeat_interval: Duration::from_millis(200),
+        ..config(&env)
+    };
+    let pool = pool(&env, cfg, 1000, Duration::from_millis(20));
+    let id = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 17}),
+        None,
+    )
+    .await;
+    pool.notify();
+    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    pool.shutdown().await;
+    let job = env.store.get(&id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Queued, "released back to the queue");
+    assert_eq!(job.attempts, 1);
+    assert!(job.worker_id.is_none());
+}
