@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod goldens;
+mod worker_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     },
     /// Generate one video from an image (the endpoint's fields as flags).
     Generate(Box<generate::GenerateArgs>),
+    /// Run only workers: jobs from a job database shared with `longcat serve`.
+    Worker(Box<worker_cmd::WorkerArgs>),
     /// CPU benchmarks (ratios against a baseline measured in the same run).
     Bench {
         #[command(subcommand)]
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Goldens { command } => goldens::run(command),
         Command::Generate(args) => generate::run(*args).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Worker(args) => worker_cmd::run(*args),
         Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
