@@ -1,0 +1,76 @@
+//! `/health`, `/metrics`, `/openapi.json`, `/.well-known/jwks.json`, `/usage`.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::{json_response, ApiError};
+use crate::router::FalRequest;
+use crate::state::AppState;
+
+/// Liveness plus a store round trip; 503 when the store does not answer.
+pub async fn health(state: &Arc<AppState>) -> Response {
+    let workers = state.workers.lock().map(|w| w.is_some()).unwrap_or(false);
+    let model = state
+        .model
+        .as_ref()
+        .map(|m| json!({ "name": m.name, "smoke_test_model": m.smoke_test_model }));
+    match state.store.queue_depth().await {
+        Ok(depth) => json_response(
+            StatusCode::OK,
+            json!({
+                "status": "ok",
+                "endpoint": longcat_api::ENDPOINT_ID,
+                "queue_depth": depth,
+                "in_process_workers": workers,
+                "model": model,
+            }),
+        ),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "error", "detail": format!("job store: {e}") }),
+        ),
+    }
+}
+
+/// Prometheus text format; refreshes the queue depth gauge first.
+pub async fn metrics(state: &Arc<AppState>) -> Response {
+    if let Ok(depth) = state.store.queue_depth().await {
+        metrics::gauge!("longcat_queue_depth").set(depth as f64);
+    }
+    let mut resp = state.metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// fal's per-endpoint OpenAPI document, with this server's queue URL.
+pub fn openapi(state: &Arc<AppState>, headers: &HeaderMap) -> Response {
+    let doc = longcat_api::openapi_document_for(&state.queue_base(headers));
+    json_response(StatusCode::OK, doc)
+}
+
+/// Public keys that verify webhook signatures.
+pub fn jwks(state: &Arc<AppState>) -> Response {
+    json_response(StatusCode::OK, state.jwks.clone())
+}
+
+/// Usage of the calling key (all usage when authentication is off).
+pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
+    let caller = state.auth.check(&req.headers)?;
+    let summary = state.store.usage(caller.key_id.as_deref()).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "key_id": caller.key_id,
+            "requests": summary.requests,
+            "billable_seconds": summary.billable_seconds,
+            "cost_usd": summary.cost_usd,
+            "price": {"usd_per_second": longcat_api::cost::USD_PER_SECOND, "billing_fps": longcat_api::cost::BILLING_FPS},
+        }),
+    ))
+}
