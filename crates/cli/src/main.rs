@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod goldens;
+mod serve;
 mod worker_cmd;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The fal-compatible HTTP server with in-process workers (see docs/server.md).
+    Serve(Box<serve::ServeArgs>),
     /// Golden-vector parity checks against the official implementation.
     Goldens {
         #[command(subcommand)]
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Goldens { command } => goldens::run(command),
         Command::Generate(args) => generate::run(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Worker(args) => worker_cmd::run(*args),
