@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then checks formatting, runs every Rust test
-# (unit, parity against ../shared/goldens, media, API, job store on SQLite and Postgres) and
-# the golden check CLI.
+# (unit, parity against ../shared/goldens, media, API, job store on SQLite and Postgres),
+# the golden check CLI, and the system tests (official fal clients, crash test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -27,3 +27,8 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
+
+# System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
+# Python and JS fal clients, then a kill -9 crash/restart test.
+scripts/client-tests.sh
+python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# API tests with the official fal clients: starts the real `longcat serve` on 127.0.0.1 with the
+# built-in tiny model, a temporary database and storage, and one API key, then runs
+# tests/clients/python_client_test.py (PyPI fal-client) and tests/clients/js_client_test.mjs
+# (npm @fal-ai/client) against it. Installs both clients on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CLIENTS="$ROOT/tests/clients"
+
+# Clients, pinned (requirements.txt, package-lock.json).
+if [ ! -x "$CLIENTS/.venv/bin/python" ]; then
+  python3 -m venv "$CLIENTS/.venv"
+fi
+"$CLIENTS/.venv/bin/pip" install -q -r "$CLIENTS/requirements.txt"
+(cd "$CLIENTS" && npm ci --silent --no-audit --no-fund)
+
+cargo build -q -p longcat-cli
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/longcat"
+
+WORK=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ffmpeg -v error -f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1 "$WORK/input.png"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+KEY="client-test-key-$RANDOM$RANDOM"
+
+"$BIN" serve --host 127.0.0.1 --port "$PORT" --public-url "http://127.0.0.1:$PORT" \
+  --database-url "sqlite://$WORK/longcat.db" --storage "$WORK/files" \
+  --workers 1 --api-key "$KEY" --allow-private-image-urls >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+for _ in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then cat "$WORK/server.log"; echo "server exited" >&2; exit 1; fi
+  sleep 0.5
+done
+curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null
+
+export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png"
+status=0
+timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/python_client_test.py" || status=1
+(cd "$CLIENTS" && timeout 900 node js_client_test.mjs) || status=1
+if [ "$status" -ne 0 ]; then
+  echo "---- server log (last 80 lines) ----"; tail -80 "$WORK/server.log"
+fi
+exit "$status"

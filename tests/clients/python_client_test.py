@@ -1,0 +1,178 @@
+"""Drives a running longcat server with the official Python `fal-client`, unchanged.
+
+The client is pointed at the server as fal-protocol.md §8.1 recipe B says (module
+constants for plain http on loopback). Environment: LONGCAT_URL (http://127.0.0.1:PORT),
+FAL_KEY (a key the server accepts), LONGCAT_TEST_IMAGE (a PNG on disk).
+Every produced video is downloaded and checked with ffprobe.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+import fal_client
+import fal_client.client as fc
+
+BASE = os.environ["LONGCAT_URL"].rstrip("/")
+KEY = os.environ["FAL_KEY"]
+IMAGE = os.environ["LONGCAT_TEST_IMAGE"]
+APP = "fal-ai/longcat-video/image-to-video/720p"
+
+fc.RUN_URL_FORMAT = BASE + "/"
+fc.QUEUE_URL_FORMAT = BASE + "/queue/"
+fc.REST_URL = fc.CDN_URL = BASE
+fc.REALTIME_URL_FORMAT = BASE.replace("http", "ws", 1) + "/"
+
+IMAGE_URI = fal_client.encode_file(IMAGE)
+SMALL = {"image_url": IMAGE_URI, "prompt": "a red ball rolling", "num_frames": 17,
+         "num_inference_steps": 8, "num_refine_inference_steps": 8, "seed": 7}
+
+
+def ffprobe(path):
+    """Returns (codec, frame count) of the first video stream, failing if unplayable."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
+         "-show_entries", "stream=codec_name,nb_read_frames,width,height",
+         "-of", "json", path],
+        check=True, capture_output=True, text=True, timeout=60).stdout
+    stream = json.loads(out)["streams"][0]
+    assert int(stream["nb_read_frames"]) > 0, stream
+    return stream
+
+
+def check_video(file_obj, expect_codec="h264"):
+    url = file_obj["url"]
+    assert file_obj.get("content_type"), file_obj
+    assert file_obj.get("file_name"), file_obj
+    if url.startswith("data:"):
+        header, payload = url.split(",", 1)
+        assert header == "data:%s;base64" % file_obj["content_type"], header
+        data = base64.b64decode(payload)
+    else:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            data = resp.read()
+    assert len(data) == file_obj["file_size"], (len(data), file_obj["file_size"])
+    suffix = "." + file_obj["file_name"].rsplit(".", 1)[-1]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        stream = ffprobe(f.name)
+    assert stream["codec_name"] == expect_codec, stream
+    return stream
+
+
+def wait_status(handle, want, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = handle.status(with_logs=True)
+        if isinstance(st, want):
+            return st
+        time.sleep(0.1)
+    raise AssertionError("status never became %s" % want.__name__)
+
+
+def test_subscribe_with_logs():
+    updates = []
+    result = fal_client.subscribe(APP, arguments=SMALL, with_logs=True,
+                                  on_queue_update=updates.append)
+    check_video(result["video"])
+    assert result["seed"] == 7, result
+    logs = [l for u in updates if isinstance(u, fal_client.InProgress) for l in (u.logs or [])]
+    assert logs, "no logs seen while in progress: %r" % updates
+    for entry in logs:
+        assert set(entry) >= {"message", "level", "source", "timestamp"}, entry
+
+
+def test_submit_status_result():
+    handle = fal_client.submit(APP, arguments=dict(SMALL, seed=11))
+    assert handle.request_id
+    st = handle.status()
+    assert isinstance(st, (fal_client.Queued, fal_client.InProgress, fal_client.Completed)), st
+    done = wait_status(handle, fal_client.Completed)
+    assert done.error is None, done
+    assert "inference_time" in done.metrics, done.metrics
+    result = handle.get()
+    check_video(result["video"])
+    # results stay retrievable, also through the client-built URL
+    again = fal_client.result(APP, handle.request_id)
+    assert again == result
+
+
+def test_cancel_queued_and_running():
+    long_job = fal_client.submit(APP, arguments=dict(SMALL, num_frames=961, seed=1))
+    queued = fal_client.submit(APP, arguments=dict(SMALL, seed=2))
+    wait_status(long_job, (fal_client.InProgress, fal_client.Completed))
+    queued.cancel()
+    long_job.cancel()
+    for handle in (queued, long_job):
+        st = wait_status(handle, fal_client.Completed)
+        assert st.error_type == "client_cancelled", st
+        try:
+            handle.get()
+        except fal_client.client.FalClientHTTPError as e:
+            assert e.status_code == 499, e.status_code
+        else:
+            raise AssertionError("result of a cancelled request did not raise")
+
+
+def test_sync_mode():
+    result = fal_client.run(APP, arguments=dict(SMALL, sync_mode=True,
+                                                video_output_type="VP9 (.webm)"))
+    assert result["video"]["url"].startswith("data:video/webm;base64,"), result["video"]["url"][:40]
+    check_video(result["video"], expect_codec="vp9")
+
+
+def test_validation_error():
+    try:
+        fal_client.run(APP, arguments=dict(SMALL, num_frames=5))
+    except fal_client.client.FalClientHTTPError as e:
+        assert e.status_code == 422, e.status_code
+        fields = [d["loc"][-1] for d in e.message]
+        assert "num_frames" in fields, e.message
+    else:
+        raise AssertionError("num_frames=5 was accepted")
+
+
+def test_wrong_key():
+    client = fal_client.SyncClient(key="not-a-valid-key")
+    try:
+        client.submit(APP, arguments=SMALL)
+    except fal_client.client.FalClientHTTPError as e:
+        assert e.status_code == 401, e.status_code
+    else:
+        raise AssertionError("a wrong key was accepted")
+
+
+def test_upload_file_as_input():
+    url = fal_client.upload_file(IMAGE)
+    assert url.startswith(BASE), url
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.read() == open(IMAGE, "rb").read()
+    result = fal_client.subscribe(APP, arguments=dict(SMALL, image_url=url, seed=3))
+    check_video(result["video"])
+
+
+def main():
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+    failed = 0
+    for name, fn in tests:
+        start = time.time()
+        try:
+            fn()
+            print("PASS %-32s %.1fs" % (name, time.time() - start), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %-32s" % name, flush=True)
+            traceback.print_exc()
+    print("python fal-client: %d passed, %d failed" % (len(tests) - failed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
