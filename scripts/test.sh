@@ -29,6 +29,8 @@ fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
-# Python and JS fal clients, then a kill -9 crash/restart test.
+# Python and JS fal clients, a kill -9 crash/restart test, and separate `longcat worker`
+# processes sharing the job database.
 scripts/client-tests.sh
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+python3 tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
