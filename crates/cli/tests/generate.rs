@@ -134,3 +134,88 @@ fn input_json_and_validation_errors() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/x.png"));
 }
+
+#[test]
+fn ctrl_c_stops_a_running_generation() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("in.png");
+    write_png(&image);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_longcat"))
+        .args([
+            "generate",
+            "--image",
+            image.to_str().unwrap(),
+            "--num-frames",
+            "961",
+        ])
+        .args([
+            "--num-inference-steps",
+            "8",
+            "--num-refine-inference-steps",
+            "8",
+        ])
+        .args(["-o", "long.mp4"])
+        .env_remove("LONGCAT_WEIGHTS")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read stderr on a thread; interrupt once denoising progress shows up.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !text.contains("step") && Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+            text.push_str(&chunk);
+        }
+    }
+    assert!(
+        text.contains("step"),
+        "no progress before the deadline: {text}"
+    );
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(60),
+            "generation did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(500)) {
+        text.push_str(&chunk);
+    }
+    assert!(!status.success(), "a cancelled run must fail");
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(text.contains("cancelled"), "{text}");
+    assert!(
+        !dir.path().join("long.mp4").exists(),
+        "no output file on cancel"
+    );
+}

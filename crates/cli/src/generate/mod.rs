@@ -101,6 +101,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let mut sink = EncodingSink::new(EncoderConfig::default(), options);
     let cancel = CancelToken::new();
+    cancel_on_ctrl_c(cancel.clone());
     let gen_started = Instant::now();
     let summary = generator.generate(&request, &mut sink, &cancel);
     sink.finish_progress();
@@ -135,6 +136,30 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     );
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+/// Trips `cancel` on the first Ctrl-C (the generation stops after the current denoising step);
+/// a second Ctrl-C exits at once.
+fn cancel_on_ctrl_c(cancel: CancelToken) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\ninterrupted: stopping after the current step (Ctrl-C again to quit now)"
+                );
+                cancel.cancel();
+            }
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
 }
 
 /// `file://` URL of the written video (absolute when the path can be resolved).
