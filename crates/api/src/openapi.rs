@@ -134,24 +134,7 @@ fn int_field(title: &str, description: &str, default: u32, (lo, hi): (u32, u32))
 }
 
 fn input_schema() -> Value {
-    let order = [
-        "image_url",
-        "prompt",
-        "negative_prompt",
-        "num_frames",
-        "num_inference_steps",
-        "num_refine_inference_steps",
-        "guidance_scale",
-        "fps",
-        "seed",
-        "enable_prompt_expansion",
-        "enable_safety_checker",
-        "video_output_type",
-        "video_quality",
-        "video_write_mode",
-        "sync_mode",
-        "acceleration",
-    ];
+    let order = crate::parse::FIELD_ORDER;
     let (g_lo, g_hi) = limits::GUIDANCE_SCALE;
     json!({
         "title": format!("{SCHEMA_PREFIX}Input"),

@@ -120,7 +120,8 @@ pub fn parse_value(value: &Value) -> Result<I2vInput, ValidationErrors> {
     errors.into_result().map(|()| input)
 }
 
-const FIELD_ORDER: [&str; 16] = [
+/// The input fields in display order (the schema's `x-fal-order-properties`, error order).
+pub(crate) const FIELD_ORDER: [&str; 16] = [
     "image_url",
     "prompt",
     "negative_prompt",

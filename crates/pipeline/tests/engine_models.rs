@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use longcat_model::dit::random::random_var_builder;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::lora::{LoraLayer, LoraWeights};
-use longcat_model::tokenizer::PromptTokenizer;
+use longcat_model::tokenizer::{tiny_tokenizer_json, PromptTokenizer};
 use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use longcat_model::vae::{VaeConfig, WanVae};
 use longcat_pipeline::components::LoraKind;
@@ -20,41 +20,6 @@ use longcat_pipeline::{
 };
 
 /// A umT5-like `tokenizer.json`: `<pad>`=0, `</s>`=1, `<unk>`=2, then `pieces`.
-fn tokenizer_json(pieces: &[&str]) -> String {
-    let mut vocab = vec![
-        serde_json::json!(["<pad>", 0.0]),
-        serde_json::json!(["</s>", 0.0]),
-        serde_json::json!(["<unk>", 0.0]),
-    ];
-    for (i, p) in pieces.iter().enumerate() {
-        vocab.push(serde_json::json!([p, -1.0 - i as f64 * 0.01]));
-    }
-    let special = |id: u32, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}",
-            "prepend_scheme": "always", "split": true},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}
-        },
-        "decoder": null,
-        "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": false}
-    })
-    .to_string()
-}
-
 fn lora(dit: &DitConfig, seed: usize, with_adaln: bool) -> LoraWeights {
     let c = dit.hidden_size;
     let m = |r: usize, k: usize| {
@@ -96,7 +61,7 @@ fn engine(regular_mode: Stage1Mode) -> TinyEngine {
     let path = dir.join(format!("tokenizer-{regular_mode:?}.json"));
     std::fs::write(
         &path,
-        tokenizer_json(&["▁a", "▁cat", "▁red", "▁ball", "▁blurry"]),
+        tiny_tokenizer_json(&["▁a", "▁cat", "▁red", "▁ball", "▁blurry"]),
     )
     .unwrap();
     let tokenizer = PromptTokenizer::from_file(&path, 8).unwrap();

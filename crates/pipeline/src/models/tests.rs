@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Tensor};
 use longcat_model::dit::random::random_var_builder;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::lora::{LoraLayer, LoraWeights};
-use longcat_model::tokenizer::PromptTokenizer;
+use longcat_model::tokenizer::{tiny_tokenizer_json, PromptTokenizer};
 use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use longcat_model::vae::{VaeConfig, WanVae};
 
@@ -24,47 +24,12 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// A umT5-like `tokenizer.json`: `<pad>`=0, `</s>`=1, `<unk>`=2, then `pieces`.
-fn tokenizer_json(pieces: &[&str]) -> String {
-    let mut vocab = vec![
-        serde_json::json!(["<pad>", 0.0]),
-        serde_json::json!(["</s>", 0.0]),
-        serde_json::json!(["<unk>", 0.0]),
-    ];
-    for (i, p) in pieces.iter().enumerate() {
-        vocab.push(serde_json::json!([p, -1.0 - i as f64 * 0.01]));
-    }
-    let special = |id: u32, content: &str| {
-        serde_json::json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": true})
-    };
-    serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null,
-        "added_tokens": [special(0, "<pad>"), special(1, "</s>"), special(2, "<unk>")],
-        "normalizer": null,
-        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}",
-            "prepend_scheme": "always", "split": true},
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [{"Sequence": {"id": "A", "type_id": 0}},
-                       {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}},
-                     {"Sequence": {"id": "B", "type_id": 0}},
-                     {"SpecialToken": {"id": "</s>", "type_id": 0}}],
-            "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}
-        },
-        "decoder": null,
-        "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": false}
-    })
-    .to_string()
-}
-
 fn prompt_encoder(max_length: usize) -> Umt5PromptEncoder {
     let dev = Device::Cpu;
     let dir = std::env::temp_dir().join(format!("longcat-models-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("tokenizer.json");
-    std::fs::write(&path, tokenizer_json(&["▁a", "▁cat", "▁red", "▁ball"])).unwrap();
+    std::fs::write(&path, tiny_tokenizer_json(&["▁a", "▁cat", "▁red", "▁ball"])).unwrap();
     let tokenizer = PromptTokenizer::from_file(&path, max_length).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let cfg: Umt5Config = serde_json::from_value(serde_json::json!({
