@@ -88,9 +88,16 @@ impl WebhookKey {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| WebhookError::Key(e.to_string()))?;
                 }
-                write_private(path, &hex::encode(key.0.to_bytes()))
-                    .map_err(|e| WebhookError::Key(format!("{}: {e}", path.display())))?;
-                Ok(key)
+                match publish_private(path, &hex::encode(key.0.to_bytes())) {
+                    Ok(()) => Ok(key),
+                    // Another process or thread created it first: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let text = std::fs::read_to_string(path)
+                            .map_err(|e| WebhookError::Key(format!("{}: {e}", path.display())))?;
+                        Self::from_hex(&text)
+                    }
+                    Err(e) => Err(WebhookError::Key(format!("{}: {e}", path.display()))),
+                }
             }
             Err(e) => Err(WebhookError::Key(format!("{}: {e}", path.display()))),
         }
@@ -128,6 +135,22 @@ impl WebhookKey {
 /// The JWKS document for `key` (serve it at `/.well-known/jwks.json`).
 pub fn jwks(key: &WebhookKey) -> serde_json::Value {
     key.jwks()
+}
+
+/// Writes `text` to a private temporary file beside `path`, then links it to `path` in one
+/// step, so a concurrent reader never sees a partly written key; `AlreadyExists` when `path`
+/// already exists.
+fn publish_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(
+        ".{}-{:016x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let tmp = std::path::PathBuf::from(tmp);
+    let linked = write_private(&tmp, text).and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(unix)]

@@ -349,6 +349,28 @@ fn webhook_urls_are_checked() {
 }
 
 #[test]
+fn concurrent_first_starts_share_one_key() {
+    // Several workers starting at once on a fresh data dir must all get the same key.
+    let dir = std::env::temp_dir().join(format!("longcat-wh-race-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let path = dir.join("webhook.key");
+    let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| WebhookKey::load_or_create(&path).unwrap().public_key()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(keys.iter().all(|k| *k == keys[0]));
+    assert_eq!(
+        WebhookKey::load_or_create(&path).unwrap().public_key(),
+        keys[0]
+    );
+    let leftovers = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(leftovers, 1, "temporary key files left behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn keys_persist_and_publish() {
     let dir = std::env::temp_dir().join(format!("longcat-wh-{}", std::process::id()));
     let path = dir.join("nested/webhook.key");
