@@ -35,10 +35,13 @@ pub async fn health(state: &Arc<AppState>) -> Response {
     }
 }
 
-/// Prometheus text format; refreshes the queue depth gauge first.
+/// Prometheus text format; refreshes the queue depth and pending webhook gauges first.
 pub async fn metrics(state: &Arc<AppState>) -> Response {
     if let Ok(depth) = state.store.queue_depth().await {
         metrics::gauge!("longcat_queue_depth").set(depth as f64);
+    }
+    if let Ok(pending) = state.store.pending_webhooks().await {
+        metrics::gauge!("longcat_webhooks_pending").set(pending as f64);
     }
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(

@@ -15,6 +15,6 @@ mod types;
 pub use error::{Result, StoreError};
 pub use store::{JobStore, CANCELLED_MESSAGE};
 pub use types::{
-    CancelOutcome, Job, JobError, JobStatus, LogLine, NewJob, Priority, RecoveryReport,
-    SubmitOptions, UnknownStatus, UsageSummary, WebhookAttempt,
+    CancelOutcome, DueWebhook, Job, JobError, JobStatus, LogLine, NewJob, Priority, RecoveryReport,
+    SubmitOptions, UnknownStatus, UsageSummary, WebhookAttempt, WebhookNext, WebhookState,
 };

@@ -13,7 +13,7 @@ use crate::rows::{
 };
 use crate::types::{
     CancelOutcome, Job, JobError, JobStatus, LogLine, NewJob, RecoveryReport, SubmitOptions,
-    UsageSummary, WebhookAttempt,
+    UsageSummary, WebhookAttempt, WebhookState,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -60,6 +60,8 @@ macro_rules! history {
             .await?
     };
 }
+
+mod outbox;
 
 /// Message of the error recorded for a cancelled job (fal: `"Request cancelled"`).
 pub const CANCELLED_MESSAGE: &str = "Request cancelled";
@@ -108,8 +110,8 @@ impl JobStore {
         let sql = format!(
             "INSERT INTO jobs (id, endpoint, input, key_id, webhook_url, priority, status, attempts, \
              max_attempts, start_deadline, created_at, cancel_requested, billable_seconds, \
-             estimated_cost_usd) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $9, 0, $10, $11) \
+             estimated_cost_usd, webhook_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $9, 0, $10, $11, $12) \
              RETURNING {JOB_COLUMNS}"
         );
         let row: JobRow = in_tx!(self, tx => {
@@ -125,6 +127,7 @@ impl JobStore {
                 .bind(now)
                 .bind(job.billable_seconds)
                 .bind(job.estimated_cost_usd)
+                .bind(job.webhook_url.as_ref().map(|_| WebhookState::Pending.as_str()))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| match &e {

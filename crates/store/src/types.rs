@@ -278,6 +278,60 @@ pub struct WebhookAttempt {
     pub at: DateTime<Utc>,
 }
 
+/// Where a job's webhook delivery stands (jobs without a webhook URL have none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookState {
+    /// Not delivered yet: the job has not finished, or an attempt is running or due.
+    Pending,
+    /// A receiver answered with a 2xx status.
+    Delivered,
+    /// Every attempt failed, or the URL was refused.
+    Failed,
+}
+
+impl WebhookState {
+    /// The value stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookState::Pending => "pending",
+            WebhookState::Delivered => "delivered",
+            WebhookState::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored value.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(WebhookState::Pending),
+            "delivered" => Some(WebhookState::Delivered),
+            "failed" => Some(WebhookState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A finished job whose webhook is due, claimed for one delivery attempt
+/// ([`crate::JobStore::claim_due_webhook`]).
+#[derive(Debug, Clone)]
+pub struct DueWebhook {
+    /// The finished job (its `webhook_url` is set).
+    pub job: Job,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+/// What follows a webhook attempt ([`crate::JobStore::finish_webhook_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookNext {
+    /// Delivered: nothing more to do.
+    Delivered,
+    /// Try again once this much time has passed.
+    RetryAfter(std::time::Duration),
+    /// No more attempts.
+    GiveUp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

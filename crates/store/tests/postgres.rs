@@ -89,6 +89,7 @@ scenario!(heartbeat_keeps_lease);
 scenario!(start_deadline_times_out);
 scenario!(logs_in_order);
 scenario!(webhook_attempts_recorded);
+scenario!(webhook_outbox);
 
 /// `connect` creates a missing database, then later connects reuse it.
 #[tokio::test]

@@ -33,6 +33,7 @@ scenario!(heartbeat_keeps_lease);
 scenario!(start_deadline_times_out);
 scenario!(logs_in_order);
 scenario!(webhook_attempts_recorded);
+scenario!(webhook_outbox);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_one_handle() {

@@ -9,6 +9,7 @@ mod failure;
 mod job;
 pub mod metrics;
 mod model_thread;
+mod outbox;
 mod pool;
 pub mod progress;
 pub mod webhook;

@@ -13,14 +13,12 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
-use crate::failure::{error_outcome, job_outcome, Failure};
+use crate::failure::Failure;
 use crate::job::{log, process, Ending};
 use crate::metrics as m;
 use crate::model_thread::ModelThread;
-use crate::webhook::{
-    webhook_body, AttemptRecorder, DeliveryAttempt, RecordFuture, WebhookError, WebhookOutcome,
-    WebhookSender,
-};
+use crate::outbox::webhook_loop;
+use crate::webhook::{WebhookError, WebhookSender};
 use longcat_store::JobError;
 
 /// Errors starting a pool.
@@ -45,6 +43,9 @@ pub(crate) struct Shared {
     pub webhooks: WebhookSender,
     pub config: WorkerConfig,
     pub notify: Notify,
+    /// Wakes the webhook loop (a job finished, or a delivery slot freed).
+    pub webhook_wake: Notify,
+    /// Webhook attempts in flight.
     pub deliveries: TaskTracker,
 }
 
@@ -54,6 +55,7 @@ pub struct WorkerPool {
     shutdown: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
     recovery: Option<JoinHandle<()>>,
+    webhook_loop: JoinHandle<()>,
     ids: Vec<String>,
 }
 
@@ -97,6 +99,7 @@ impl WorkerPool {
             webhooks,
             config,
             notify: Notify::new(),
+            webhook_wake: Notify::new(),
             deliveries: TaskTracker::new(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -118,12 +121,14 @@ impl WorkerPool {
             .config
             .recover_interval
             .map(|every| tokio::spawn(recover_loop(shared.clone(), every, shutdown_rx.clone())));
+        let webhook_loop = tokio::spawn(webhook_loop(shared.clone(), shutdown_rx.clone()));
         tracing::info!(count, ?ids, "worker pool started");
         Ok(Self {
             shared,
             shutdown,
             workers,
             recovery,
+            webhook_loop,
             ids,
         })
     }
@@ -139,7 +144,8 @@ impl WorkerPool {
     }
 
     /// Stops claiming, lets running jobs finish (up to `shutdown_grace`, after which they are
-    /// stopped and left to lease recovery), stops webhook retries, and waits for everything.
+    /// stopped and left to lease recovery), stops webhook attempts (what is left stays due in
+    /// the store for the next process), and waits for everything.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for w in self.workers {
@@ -150,6 +156,7 @@ impl WorkerPool {
         if let Some(r) = self.recovery {
             let _ = r.await;
         }
+        let _ = self.webhook_loop.await;
         self.shared.deliveries.close();
         self.shared.deliveries.wait().await;
         tracing::info!("worker pool stopped");
@@ -209,35 +216,29 @@ impl Worker {
         .await;
 
         let ending = process(shared, &self.id, &self.model, &job, shutdown).await;
-        let (outcome, webhook) = match ending {
+        // The second value: whether the job ended here (its webhook, if any, is now due).
+        let (outcome, ended) = match ending {
             Ending::Completed(output) => {
-                match shared
-                    .store
-                    .complete(&job.id, &self.id, output.clone())
-                    .await
-                {
+                match shared.store.complete(&job.id, &self.id, output).await {
                     Ok(true) => {
                         log(shared, &job.id, "INFO", "completed").await;
-                        ("completed", Some(WebhookOutcome::Ok(output)))
+                        ("completed", true)
                     }
-                    Ok(false) => ("abandoned", None),
+                    Ok(false) => ("abandoned", false),
                     Err(e) => {
                         tracing::error!(job = %job.id, error = %e, "recording completion failed");
-                        ("abandoned", None)
+                        ("abandoned", false)
                     }
                 }
             }
             Ending::Failed(Failure::Cancelled) => {
                 log(shared, &job.id, "INFO", "cancelled").await;
                 match shared.store.mark_cancelled(&job.id, &self.id).await {
-                    Ok(true) => (
-                        "cancelled",
-                        Some(error_outcome(&Failure::Cancelled.to_job_error())),
-                    ),
-                    Ok(false) => ("abandoned", None),
+                    Ok(true) => ("cancelled", true),
+                    Ok(false) => ("abandoned", false),
                     Err(e) => {
                         tracing::error!(job = %job.id, error = %e, "recording cancellation failed");
-                        ("abandoned", None)
+                        ("abandoned", false)
                     }
                 }
             }
@@ -247,17 +248,17 @@ impl Worker {
                 log(shared, &job.id, "ERROR", &format!("failed: {message}")).await;
                 let error = failure.to_job_error();
                 match shared.store.fail(&job.id, &self.id, error.clone()).await {
-                    Ok(true) => ("failed", Some(error_outcome(&error))),
-                    Ok(false) => ("abandoned", None),
+                    Ok(true) => ("failed", true),
+                    Ok(false) => ("abandoned", false),
                     Err(e) => {
                         tracing::error!(job = %job.id, error = %e, "recording the failure failed");
-                        ("abandoned", None)
+                        ("abandoned", false)
                     }
                 }
             }
             Ending::Lost => {
                 tracing::warn!(job = %job.id, "lease lost to another worker; result dropped");
-                ("abandoned", None)
+                ("abandoned", false)
             }
             Ending::Stopped => {
                 let error = JobError::new(
@@ -272,13 +273,11 @@ impl Worker {
                 )
                 .await;
                 match shared.store.release(&job.id, &self.id, error.clone()).await {
-                    Ok(Some(longcat_store::JobStatus::Failed)) => {
-                        ("failed", Some(error_outcome(&error)))
-                    }
-                    Ok(_) => ("requeued", None),
+                    Ok(Some(longcat_store::JobStatus::Failed)) => ("failed", true),
+                    Ok(_) => ("requeued", false),
                     Err(e) => {
                         tracing::error!(job = %job.id, error = %e, "releasing the job failed");
-                        ("abandoned", None)
+                        ("abandoned", false)
                     }
                 }
             }
@@ -287,50 +286,9 @@ impl Worker {
         m::stage_seconds("total", started.elapsed().as_secs_f64());
         m::running(-1.0);
         tracing::info!(job = %job.id, outcome, seconds = started.elapsed().as_secs_f64(), "job finished");
-        if let Some(outcome) = webhook {
-            send_webhook(&self.shared, &job, outcome, shutdown.clone());
+        if ended && job.webhook_url.is_some() {
+            self.shared.webhook_wake.notify_one();
         }
-    }
-}
-
-/// Sends `job`'s webhook in the background (tracked, so shutdown waits for it).
-fn send_webhook(
-    shared: &Arc<Shared>,
-    job: &Job,
-    outcome: WebhookOutcome,
-    stop: watch::Receiver<bool>,
-) {
-    let Some(url) = job.webhook_url.clone() else {
-        return;
-    };
-    let shared2 = shared.clone();
-    let id = job.id.clone();
-    let key_id = job.key_id.clone();
-    shared.deliveries.spawn(async move {
-        let body = webhook_body(&id, &outcome);
-        let recorder = StoreRecorder(shared2.store.clone());
-        let report = shared2
-            .webhooks
-            .deliver(&url, &id, key_id.as_deref(), &body, &recorder, stop)
-            .await;
-        m::webhook_finished(report.delivered);
-    });
-}
-
-/// Records webhook attempts in the job store.
-struct StoreRecorder(JobStore);
-
-impl AttemptRecorder for StoreRecorder {
-    fn record<'a>(&'a self, request_id: &'a str, a: &'a DeliveryAttempt) -> RecordFuture<'a> {
-        Box::pin(async move {
-            if let Err(e) = self
-                .0
-                .record_webhook_attempt(request_id, a.attempt, a.status_code, a.error.as_deref())
-                .await
-            {
-                tracing::warn!(job = request_id, error = %e, "recording a webhook attempt failed");
-            }
-        })
     }
 }
 
@@ -348,15 +306,15 @@ async fn recover_loop(
                         if !report.is_empty() {
                             tracing::info!(?report, "lease recovery");
                         }
-                        // Jobs ended here never reach a worker: send their webhooks now.
-                        let ended = report
-                            .failed
-                            .iter()
-                            .chain(&report.cancelled)
-                            .chain(&report.timed_out);
-                        for id in ended {
-                            notify_ended(&shared, id, &shutdown).await;
+                        // Jobs ended here never reach a worker: count them, and let the
+                        // webhook loop send their webhooks.
+                        for _ in report.failed.iter().chain(&report.timed_out) {
+                            m::job_finished("failed");
                         }
+                        for _ in &report.cancelled {
+                            m::job_finished("cancelled");
+                        }
+                        shared.webhook_wake.notify_one();
                         if !report.requeued.is_empty() {
                             shared.notify.notify_waiters();
                         }
@@ -370,24 +328,6 @@ async fn recover_loop(
                 }
             }
         }
-    }
-}
-
-/// Sends the webhook of a job that recovery ended (failed, cancelled or timed out).
-async fn notify_ended(shared: &Arc<Shared>, id: &str, shutdown: &watch::Receiver<bool>) {
-    match shared.store.get(id).await {
-        Ok(Some(job)) => {
-            match job.status {
-                longcat_store::JobStatus::Failed => m::job_finished("failed"),
-                longcat_store::JobStatus::Cancelled => m::job_finished("cancelled"),
-                _ => {}
-            }
-            if let Some(outcome) = job_outcome(&job) {
-                send_webhook(shared, &job, outcome, shutdown.clone());
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(job = id, error = %e, "reading a recovered job failed"),
     }
 }
 

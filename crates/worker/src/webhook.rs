@@ -20,6 +20,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer, Verifier};
 use hmac::{Hmac, Mac};
 use longcat_media::input::AddressPolicy;
+use longcat_store::WebhookNext;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use url::Url;
@@ -483,8 +484,49 @@ impl WebhookSender {
         headers
     }
 
+    /// Makes attempt `n` (1-based) of posting `body` to `url`, and says what follows it:
+    /// delivered on a 2xx answer; given up when the URL is refused or this was the last
+    /// allowed attempt; otherwise a retry after exponential backoff.
+    pub async fn attempt(
+        &self,
+        url: &str,
+        request_id: &str,
+        user_id: Option<&str>,
+        body: &[u8],
+        n: u32,
+    ) -> (DeliveryAttempt, WebhookNext) {
+        let target = match validate_webhook_url(url, &self.config.policy) {
+            Ok(u) => u,
+            Err(e) => {
+                let attempt = DeliveryAttempt {
+                    attempt: n,
+                    status_code: None,
+                    error: Some(e.to_string()),
+                };
+                return (attempt, WebhookNext::GiveUp);
+            }
+        };
+        let attempt = self
+            .attempt_once(&target, request_id, user_id, body, n)
+            .await;
+        let next = if attempt.error.is_none() {
+            tracing::info!(request_id, attempt = n, "webhook delivered");
+            WebhookNext::Delivered
+        } else {
+            tracing::warn!(request_id, attempt = n, error = ?attempt.error, "webhook attempt failed");
+            if n >= self.config.max_attempts.max(1) {
+                WebhookNext::GiveUp
+            } else {
+                WebhookNext::RetryAfter(backoff(&self.config, n))
+            }
+        };
+        (attempt, next)
+    }
+
     /// Posts `body` to `url` until a 2xx answer, at most `max_attempts` times with exponential
     /// backoff, recording every attempt. Stops early (between attempts) when `stop` turns true.
+    /// (The worker pool delivers through the job store's outbox instead, one
+    /// [`WebhookSender::attempt`] at a time, so that retries survive restarts.)
     pub async fn deliver(
         &self,
         url: &str,
@@ -494,43 +536,19 @@ impl WebhookSender {
         recorder: &dyn AttemptRecorder,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> DeliveryReport {
-        let target = match validate_webhook_url(url, &self.config.policy) {
-            Ok(u) => u,
-            Err(e) => {
-                let attempt = DeliveryAttempt {
-                    attempt: 1,
-                    status_code: None,
-                    error: Some(e.to_string()),
-                };
-                recorder.record(request_id, &attempt).await;
-                return DeliveryReport {
-                    delivered: false,
-                    attempts: 1,
-                };
-            }
-        };
-        let max = self.config.max_attempts.max(1);
-        for n in 1..=max {
-            let attempt = self
-                .attempt_once(&target, request_id, user_id, body, n)
-                .await;
-            let ok = attempt.error.is_none();
-            if ok {
-                tracing::info!(request_id, attempt = n, "webhook delivered");
-            } else {
-                tracing::warn!(request_id, attempt = n, error = ?attempt.error, "webhook attempt failed");
-            }
+        let mut n = 1;
+        loop {
+            let (attempt, next) = self.attempt(url, request_id, user_id, body, n).await;
             recorder.record(request_id, &attempt).await;
-            if ok {
-                return DeliveryReport {
-                    delivered: true,
-                    attempts: n,
-                };
-            }
-            if n == max {
-                break;
-            }
-            let wait = backoff(&self.config, n);
+            let wait = match next {
+                WebhookNext::Delivered | WebhookNext::GiveUp => {
+                    return DeliveryReport {
+                        delivered: next == WebhookNext::Delivered,
+                        attempts: n,
+                    }
+                }
+                WebhookNext::RetryAfter(wait) => wait,
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|s| *s) => {
@@ -538,10 +556,7 @@ impl WebhookSender {
                     return DeliveryReport { delivered: false, attempts: n };
                 }
             }
-        }
-        DeliveryReport {
-            delivered: false,
-            attempts: max,
+            n += 1;
         }
     }
 

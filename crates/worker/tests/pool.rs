@@ -443,3 +443,87 @@ async fn shutdown_past_the_grace_period_requeues_the_job() {
     assert_eq!(job.attempts, 1);
     assert!(job.worker_id.is_none());
 }
+
+/// A webhook whose receiver is down when the job finishes is retried by the next process:
+/// the pending retry lives in the job store, not in the pool that made the first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_retries_survive_a_restart() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    #[derive(Clone, Default)]
+    struct Flaky {
+        up: Arc<AtomicBool>,
+        got: Arc<Mutex<Vec<Value>>>,
+    }
+    async fn flaky(State(f): State<Flaky>, body: Bytes) -> StatusCode {
+        if !f.up.load(Ordering::SeqCst) {
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        f.got
+            .lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap());
+        StatusCode::OK
+    }
+    let receiver = Flaky::default();
+    let app = Router::new()
+        .route("/hook", post(flaky))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let env = env("hook-restart").await;
+    let mut cfg = config(&env);
+    cfg.webhook.initial_backoff = Duration::from_secs(2);
+    let first = pool(&env, cfg.clone(), 1, Duration::from_millis(1));
+    let id = submit(
+        &env.store,
+        json!({"image_url": png_data_uri(), "num_frames": 17, "prompt": "a cat"}),
+        Some(&hook_url),
+    )
+    .await;
+    first.notify();
+    let job = wait_for(&env.store, &id, terminal).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    // Attempt 1 fails (503); the pool stops before the retry is due.
+    for _ in 0..200 {
+        if !env.store.webhook_attempts(&id).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    first.shutdown().await;
+    let attempts = env.store.webhook_attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].status_code, Some(503));
+    assert_eq!(
+        env.store.webhook_state(&id).await.unwrap(),
+        Some((longcat_store::WebhookState::Pending, 1))
+    );
+
+    // The receiver comes back; a new pool (a restarted server) delivers attempt 2.
+    receiver.up.store(true, Ordering::SeqCst);
+    let second = pool(&env, cfg, 1, Duration::from_millis(1));
+    for _ in 0..400 {
+        if !receiver.got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once after the restart");
+    assert_eq!(got[0]["request_id"], id);
+    assert_eq!(got[0]["status"], "OK");
+    second.shutdown().await;
+    let attempts = env.store.webhook_attempts(&id).await.unwrap();
+    let codes: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status_code))
+        .collect();
+    assert_eq!(codes, vec![(1, Some(503)), (2, Some(200))]);
+    assert_eq!(
+        env.store.webhook_state(&id).await.unwrap(),
+        Some((longcat_store::WebhookState::Delivered, 2))
+    );
+}

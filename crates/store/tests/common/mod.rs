@@ -728,3 +728,103 @@ pub async fn chaos_with_crashing_workers(handles: Vec<JobStore>, jobs: usize, ta
         completed_by.len()
     );
 }
+
+/// The webhook outbox: only finished jobs with a webhook come due, one claim per attempt,
+/// retries wait their delay, an expired claim makes the job due again, and a finished
+/// delivery leaves the outbox.
+pub async fn webhook_outbox(store: JobStore) {
+    use longcat_store::{WebhookNext, WebhookState};
+    const HOLD: Duration = Duration::from_secs(60);
+    let mut hooked = new_job("hooked");
+    hooked.webhook_url = Some("https://hooks.example.com/a".into());
+    store.submit(hooked).await.unwrap();
+    store.submit(new_job("plain")).await.unwrap();
+    assert_eq!(
+        store.webhook_state("hooked").await.unwrap(),
+        Some((WebhookState::Pending, 0))
+    );
+    assert_eq!(store.webhook_state("plain").await.unwrap(), None);
+    // Not finished yet: nothing due.
+    assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
+    for id in ["hooked", "plain"] {
+        let job = store.claim_next("w1", LEASE).await.unwrap().unwrap();
+        assert_eq!(job.id, id);
+        assert!(store.complete(id, "w1", json!({"ok": id})).await.unwrap());
+    }
+    assert_eq!(store.pending_webhooks().await.unwrap(), 1);
+
+    // Attempt 1 fails: due again only after the delay.
+    let due = store.claim_due_webhook(HOLD).await.unwrap().unwrap();
+    assert_eq!((due.job.id.as_str(), due.attempt), ("hooked", 1));
+    assert_eq!(due.job.result, Some(json!({"ok": "hooked"})));
+    assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
+    let later = WebhookNext::RetryAfter(Duration::from_secs(3600));
+    assert!(store
+        .finish_webhook_attempt("hooked", 1, later)
+        .await
+        .unwrap());
+    assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
+    // A stale outcome for attempt 1 changes nothing.
+    assert!(!store
+        .finish_webhook_attempt("hooked", 2, WebhookNext::Delivered)
+        .await
+        .unwrap());
+
+    // Retry due at once: attempt 2 is claimed, its claimer "dies" (zero hold), attempt 3
+    // follows, and the late outcome of attempt 2 is refused.
+    let now = WebhookNext::RetryAfter(Duration::ZERO);
+    let stale = WebhookNext::RetryAfter(Duration::ZERO);
+    assert!(!store
+        .finish_webhook_attempt("hooked", 2, stale)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_webhook_attempt("hooked", 1, now)
+        .await
+        .unwrap());
+    let due = store
+        .claim_due_webhook(Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(due.attempt, 2);
+    let due = store.claim_due_webhook(HOLD).await.unwrap().unwrap();
+    assert_eq!(due.attempt, 3);
+    assert!(!store
+        .finish_webhook_attempt("hooked", 2, WebhookNext::Delivered)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_webhook_attempt("hooked", 3, WebhookNext::Delivered)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.webhook_state("hooked").await.unwrap(),
+        Some((WebhookState::Delivered, 3))
+    );
+    assert_eq!(store.pending_webhooks().await.unwrap(), 0);
+    assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
+
+    // A job cancelled while queued is due too; giving up ends it.
+    let mut gone = new_job("gone");
+    gone.webhook_url = Some("https://hooks.example.com/b".into());
+    store.submit(gone).await.unwrap();
+    assert_eq!(
+        store.request_cancel("gone").await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let due = store.claim_due_webhook(HOLD).await.unwrap().unwrap();
+    assert_eq!(
+        (due.job.id.as_str(), due.job.status),
+        ("gone", JobStatus::Cancelled)
+    );
+    assert!(store
+        .finish_webhook_attempt("gone", 1, WebhookNext::GiveUp)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.webhook_state("gone").await.unwrap(),
+        Some((WebhookState::Failed, 1))
+    );
+    assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
+}
