@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// Worker lease in seconds: a job whose worker stops heartbeating is requeued after it [default: 30].
     #[arg(long, env = "LONGCAT_LEASE_SECONDS", value_name = "SECONDS")]
     lease_seconds: Option<f64>,
+    /// Delete finished jobs (records and output files) and uploads older than this many
+    /// hours; usage records stay [default: 0 = keep everything].
+    #[arg(long, env = "LONGCAT_RETENTION_HOURS", value_name = "HOURS")]
+    retention_hours: Option<f64>,
     /// Print the SHA-256 of KEY for an API keys file and exit.
     #[arg(long, value_name = "KEY")]
     hash_key: Option<String>,
@@ -94,6 +98,7 @@ struct FileConfig {
     allow_private_image_urls: Option<bool>,
     allow_private_webhook_urls: Option<bool>,
     lease_seconds: Option<f64>,
+    retention_hours: Option<f64>,
 }
 
 /// Runs `longcat serve`.
@@ -189,6 +194,12 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
         Some(s) => bail!("--lease-seconds must be positive, got {s}"),
         None => defaults.lease,
     };
+    let retention = match args.retention_hours.or(file.retention_hours) {
+        None => None,
+        Some(h) if h == 0.0 => None,
+        Some(h) if h.is_finite() && h > 0.0 => Some(std::time::Duration::from_secs_f64(h * 3600.0)),
+        Some(h) => bail!("--retention-hours must be 0 (keep everything) or positive, got {h}"),
+    };
     let config = ServerConfig {
         bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
         port: args.port.or(file.port).unwrap_or(defaults.port),
@@ -209,6 +220,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
         allow_private_webhooks: args.allow_private_webhook_urls
             || file.allow_private_webhook_urls.unwrap_or(false),
         lease,
+        retention,
         max_queue_depth: args
             .max_queue_depth
             .or(file.max_queue_depth)

@@ -142,6 +142,9 @@ pub struct ServerConfig {
     pub recover_interval: Duration,
     /// Claims per job (automatic re-runs after a lost worker); `X-Fal-No-Retry` makes it 1.
     pub max_attempts: u32,
+    /// Delete finished jobs (records and output files) and uploads older than this
+    /// (`None`: keep everything).
+    pub retention: Option<Duration>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -179,6 +182,7 @@ impl Default for ServerConfig {
             poll_interval: Duration::from_millis(250),
             recover_interval: Duration::from_secs(2),
             max_attempts: 3,
+            retention: None,
         }
     }
 }

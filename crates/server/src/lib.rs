@@ -13,6 +13,7 @@ pub mod fal;
 pub mod files;
 pub mod meta;
 pub mod proxy;
+pub mod retention;
 pub mod router;
 pub mod sse;
 pub mod state;
@@ -105,7 +106,11 @@ impl ServerHandle {
         if let Some(pool) = pool {
             pool.shutdown().await;
         }
-        if let Some(task) = self.state.recovery.lock().ok().and_then(|mut t| t.take()) {
+        let background = match self.state.background.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => Vec::new(),
+        };
+        for task in background {
             task.abort();
         }
     }
@@ -189,7 +194,14 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
             config: worker_config,
         })
     });
-    let recovery = spawn_recovery(store.clone(), config.recover_interval);
+    let mut background = vec![spawn_recovery(store.clone(), config.recover_interval)];
+    if let Some(retention) = config.retention {
+        tracing::info!(
+            ?retention,
+            "retention: finished jobs, their outputs and uploads older than this are deleted"
+        );
+        background.push(retention::spawn(store.clone(), storage.clone(), retention));
+    }
 
     let state = Arc::new(AppState {
         store,
@@ -206,7 +218,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         allow_private_webhooks: config.allow_private_webhooks,
         model,
         max_body_bytes: config.max_body_bytes,
-        recovery: Mutex::new(Some(recovery)),
+        background: Mutex::new(background),
     });
 
     let app = app(state.clone(), config.max_body_bytes);

@@ -48,8 +48,8 @@ pub struct AppState {
     pub jwks: serde_json::Value,
     /// Accept webhook targets on private/loopback addresses (tests, trusted networks).
     pub allow_private_webhooks: bool,
-    /// The periodic recovery task (aborted at shutdown).
-    pub recovery: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The periodic tasks: recovery, and retention when configured (aborted at shutdown).
+    pub background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Model name for `/health`.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{input, Opts, TestServer, EP, KEY};
 use serde_json::{json, Value};
@@ -864,4 +864,74 @@ async fn unauthenticated_server_is_loopback_only() {
         longcat_server::run(config).await,
         Err(longcat_server::StartError::Config(_))
     ));
+}
+
+/// With a retention set, finished jobs lose their record and output file, and uploads go,
+/// once older than it; billing usage stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_jobs_outputs_and_uploads() {
+    let s = TestServer::start(Opts {
+        retention: Some(Duration::from_secs(2)),
+        ..Opts::default()
+    })
+    .await;
+    let sub = s.submit(&input()).await;
+    let id = sub["request_id"].as_str().unwrap().to_string();
+    s.wait_completed(sub["status_url"].as_str().unwrap()).await;
+    let result_url = sub["response_url"].as_str().unwrap();
+    let resp = s
+        .get(&result_url.replace(&s.base, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let out: Value = resp.json().await.unwrap();
+    let video_url = out["video"]["url"].as_str().unwrap().to_string();
+    assert_eq!(s.client.get(&video_url).send().await.unwrap().status(), 200);
+    let init: Value = s
+        .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
+        .json(&json!({"content_type": "text/plain", "file_name": "old.txt"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = s
+        .client
+        .put(init["upload_url"].as_str().unwrap())
+        .body("soon gone")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let upload_url = init["file_url"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.client.get(&upload_url).send().await.unwrap().status(),
+        200
+    );
+
+    // Retention 2 s, passes every second: all three are gone within a few seconds.
+    let start = Instant::now();
+    loop {
+        let status = s
+            .get(&result_url.replace(&s.base, ""))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        let video = s.client.get(&video_url).send().await.unwrap().status();
+        let upload = s.client.get(&upload_url).send().await.unwrap().status();
+        if status == 404 && video == 404 && upload == 404 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not purged: result {status}, video {video}, upload {upload}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let usage: Value = s.get("/usage").send().await.unwrap().json().await.unwrap();
+    assert_eq!(usage["requests"], 1, "{usage} ({id})");
+    s.handle.shutdown().await;
 }

@@ -21,10 +21,18 @@ pub fn output_key(request_id: &str, file_name: &str) -> Result<String, StorageEr
     Ok(key)
 }
 
+/// The folder holding a job's output files: `outputs/<request_id>`.
+pub fn output_folder(request_id: &str) -> String {
+    format!("outputs/{}", sanitize_segment(request_id))
+}
+
+/// The folder holding every upload.
+pub const UPLOADS_FOLDER: &str = "uploads";
+
 /// A fresh key for an uploaded file: `uploads/<uuid>/<file_name>`.
 pub fn upload_key(file_name: &str) -> String {
     format!(
-        "uploads/{}/{}",
+        "{UPLOADS_FOLDER}/{}/{}",
         uuid::Uuid::new_v4(),
         sanitize_file_name(file_name)
     )

@@ -14,6 +14,8 @@ mod local_files;
 mod storage;
 
 pub use error::StorageError;
-pub use keys::{output_key, sanitize_file_name, upload_key, validate_key};
+pub use keys::{
+    output_folder, output_key, sanitize_file_name, upload_key, validate_key, UPLOADS_FOLDER,
+};
 pub use local_files::StoredImageFiles;
 pub use storage::{Backend, FileContent, FileMeta, Storage, StoredFile, DEFAULT_LOCAL_DIR};

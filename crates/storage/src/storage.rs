@@ -163,7 +163,10 @@ impl Storage {
         }
         std::fs::create_dir_all(dir).map_err(|e| invalid(e.to_string()))?;
         let root = std::fs::canonicalize(dir).map_err(|e| invalid(e.to_string()))?;
-        let local = LocalFileSystem::new_with_prefix(&root).map_err(|e| invalid(e.to_string()))?;
+        let local = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| invalid(e.to_string()))?
+            // Deleting a file also removes the directories it leaves empty.
+            .with_automatic_cleanup(true);
         Ok(Self::from_parts(
             Arc::new(local),
             Backend::Local { root },
@@ -340,6 +343,29 @@ impl Storage {
         }
     }
 
+    /// Deletes every file whose key starts with the folder `prefix` (e.g. `outputs/<id>`),
+    /// only those last modified before `before` when given. Returns how many were deleted.
+    pub async fn delete_under(
+        &self,
+        prefix: &str,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StorageError> {
+        let prefix = object_path(prefix.trim_end_matches('/'))?;
+        let mut listing = self.store.list(Some(&prefix));
+        let mut deleted = 0;
+        while let Some(meta) = listing.try_next().await? {
+            if before.is_some_and(|b| meta.last_modified >= b) {
+                continue;
+            }
+            match self.store.delete(&meta.location).await {
+                Ok(()) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
+    }
+
     fn stored(&self, key: &str, size: u64) -> StoredFile {
         StoredFile {
             key: key.to_string(),
@@ -483,6 +509,47 @@ mod tests {
             storage.get_range("../etc/passwd", None).await,
             Err(StorageError::InvalidKey { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn delete_under_removes_a_folder_or_its_older_files() {
+        let dir = temp_dir("under");
+        let storage = Storage::from_config(dir.to_str().unwrap(), "https://x.test").unwrap();
+        let put = |key: &'static str| {
+            let storage = storage.clone();
+            async move {
+                storage
+                    .put_bytes(key, Bytes::from_static(b"data"), "video/mp4")
+                    .await
+                    .unwrap();
+            }
+        };
+        put("outputs/a/output.mp4").await;
+        put("outputs/a/extra.gif").await;
+        put("outputs/ab/output.mp4").await;
+        assert_eq!(storage.delete_under("outputs/a", None).await.unwrap(), 2);
+        assert!(storage.head("outputs/a/output.mp4").await.is_err());
+        // A sibling whose name merely starts the same is kept; the emptied folder is gone.
+        assert!(storage.head("outputs/ab/output.mp4").await.is_ok());
+        assert!(!dir.join("outputs/a").exists());
+        assert_eq!(
+            storage.delete_under("outputs/missing", None).await.unwrap(),
+            0
+        );
+
+        // With a cut-off, only files modified before it go.
+        let cutoff = Utc::now() - chrono::Duration::hours(1);
+        assert_eq!(
+            storage.delete_under("outputs", Some(cutoff)).await.unwrap(),
+            0
+        );
+        let future = Utc::now() + chrono::Duration::hours(1);
+        assert_eq!(
+            storage.delete_under("outputs", Some(future)).await.unwrap(),
+            1
+        );
+        assert!(storage.delete_under("../x", None).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -62,6 +62,7 @@ macro_rules! history {
 }
 
 mod outbox;
+mod retention;
 
 /// Message of the error recorded for a cancelled job (fal: `"Request cancelled"`).
 pub const CANCELLED_MESSAGE: &str = "Request cancelled";

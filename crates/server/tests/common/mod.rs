@@ -131,6 +131,7 @@ pub struct Opts {
     pub keys: bool,
     pub workers: usize,
     pub max_queue_depth: u64,
+    pub retention: Option<Duration>,
 }
 
 impl Default for Opts {
@@ -139,6 +140,7 @@ impl Default for Opts {
             keys: true,
             workers: 1,
             max_queue_depth: 0,
+            retention: None,
         }
     }
 }
@@ -172,6 +174,7 @@ impl TestServer {
             allow_private_image_urls: true,
             allow_private_webhooks: true,
             max_queue_depth: opts.max_queue_depth,
+            retention: opts.retention,
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
             ..ServerConfig::default()

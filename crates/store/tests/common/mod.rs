@@ -828,3 +828,41 @@ pub async fn webhook_outbox(store: JobStore) {
     );
     assert!(store.claim_due_webhook(HOLD).await.unwrap().is_none());
 }
+
+/// Retention in batches: finished jobs older than the cut-off are listed oldest first, a
+/// limited number at a time, and only finished ones are deleted.
+pub async fn retention_batches(store: JobStore) {
+    for id in ["r1", "r2", "r3", "hooked", "live"] {
+        let mut nj = new_job(id);
+        if id == "hooked" {
+            nj.webhook_url = Some("https://hooks.example.com/r".into());
+        }
+        store.submit(nj).await.unwrap();
+    }
+    for id in ["r1", "r2", "r3", "hooked"] {
+        store.claim_next("w", LEASE).await.unwrap().unwrap();
+        assert!(store.complete(id, "w", json!({})).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let old = Utc::now() - chrono::Duration::seconds(3600);
+    assert!(store.finished_before(old, 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = Utc::now();
+    assert_eq!(
+        store.finished_before(now, 2).await.unwrap(),
+        vec!["r1", "r2"]
+    );
+    let all = store.finished_before(now, 10).await.unwrap();
+    assert_eq!(all, vec!["r1", "r2", "r3"]);
+    // Neither a live job nor one whose webhook is still pending is deleted.
+    let ids: Vec<String> = ["r1", "r2", "live", "hooked"].map(String::from).into();
+    assert_eq!(store.delete_finished(&ids).await.unwrap(), 2);
+    assert!(store.get("hooked").await.unwrap().is_some());
+    assert_eq!(store.finished_before(now, 10).await.unwrap(), vec!["r3"]);
+    assert!(store.get("r1").await.unwrap().is_none());
+    assert_eq!(
+        store.get("live").await.unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    assert_eq!(store.delete_finished(&[]).await.unwrap(), 0);
+}
