@@ -196,7 +196,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     };
     let retention = match args.retention_hours.or(file.retention_hours) {
         None => None,
-        Some(h) if h == 0.0 => None,
+        Some(0.0) => None,
         Some(h) if h.is_finite() && h > 0.0 => Some(std::time::Duration::from_secs_f64(h * 3600.0)),
         Some(h) => bail!("--retention-hours must be 0 (keep everything) or positive, got {h}"),
     };
