@@ -10,9 +10,10 @@ impl JobStore {
     /// Ids of up to `limit` jobs that reached a final state before `before`, oldest first
     /// (not those whose webhook is still being delivered).
     pub async fn finished_before(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<String>> {
-        const SQL: &str =
-            "SELECT id FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') \
-             AND finished_at < $1 ORDER BY finished_at LIMIT $2";
+        const SQL: &str = "SELECT id FROM jobs \
+             WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < $1 \
+             AND (webhook_state IS NULL OR webhook_state <> 'pending') \
+             ORDER BY finished_at LIMIT $2";
         let ids: Vec<String> = on_pool!(self, p => {
             sqlx::query_scalar(SQL)
                 .bind(micros(before))
@@ -23,8 +24,9 @@ impl JobStore {
         Ok(ids)
     }
 
-    /// Deletes these jobs, if finished and not waiting for their webhook, with their logs, status history and webhook attempts
-    /// (usage rows stay: they are billing history). Returns how many were deleted.
+    /// Deletes these jobs, if finished and not waiting for their webhook, with their logs,
+    /// status history and webhook attempts (usage rows stay: they are billing history).
+    /// Returns how many were deleted.
     pub async fn delete_finished(&self, ids: &[String]) -> Result<u64> {
         const SQL: &str = "DELETE FROM jobs WHERE id = $1 \
              AND status IN ('completed', 'failed', 'cancelled') \
