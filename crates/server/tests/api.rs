@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{input, Opts, TestServer, EP, KEY};
+use common::{input, Go, Opts, TestServer, EP, KEY, PROXY};
 use serde_json::{json, Value};
 
 fn request_id(resp: &reqwest::Response) -> String {
@@ -20,32 +20,27 @@ fn request_id(resp: &reqwest::Response) -> String {
 async fn meta_routes() {
     let s = TestServer::start(Opts::default()).await;
 
-    let resp = s.client.get(s.url("/health")).send().await.unwrap();
+    let resp = s.client.get(s.url("/health")).go().await;
     assert_eq!(resp.status(), 200);
     request_id(&resp);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["queue_depth"], 0);
 
-    let resp = s.client.get(s.url("/openapi.json")).send().await.unwrap();
+    let resp = s.client.get(s.url("/openapi.json")).go().await;
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.4");
     assert_eq!(doc["servers"][0]["url"], s.url("/queue"));
     assert!(doc["paths"][format!("/{EP}")].is_object());
 
-    let resp = s
-        .client
-        .get(s.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url("/.well-known/jwks.json")).go().await;
     assert_eq!(resp.status(), 200);
     let jwks: Value = resp.json().await.unwrap();
     assert!(jwks["keys"].is_array());
 
     // A request first, so the counters exist.
-    let resp = s.client.get(s.url("/metrics")).send().await.unwrap();
+    let resp = s.client.get(s.url("/metrics")).go().await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(text.contains("longcat_queue_depth"), "{text}");
@@ -60,9 +55,8 @@ async fn meta_routes() {
             "access-control-request-headers",
             "authorization,content-type,x-fal-queue-priority",
         )
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert!(resp.status().is_success());
     assert_eq!(resp.headers()["access-control-allow-origin"], "*");
 
@@ -78,16 +72,16 @@ async fn auth_errors() {
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
-        let resp = req.send().await.unwrap();
+        let resp = req.go().await;
         assert_eq!(resp.status(), 401, "{auth:?}");
         request_id(&resp);
         let body: Value = resp.json().await.unwrap();
         assert!(body["detail"].is_string());
     }
     // Usage needs a key too; files do not.
-    let resp = s.client.get(s.url("/usage")).send().await.unwrap();
+    let resp = s.client.get(s.url("/usage")).go().await;
     assert_eq!(resp.status(), 401);
-    let resp = s.get("/usage").send().await.unwrap();
+    let resp = s.get("/usage").go().await;
     assert_eq!(resp.status(), 200);
     s.handle.shutdown().await;
 }
@@ -100,9 +94,8 @@ async fn validation_and_request_errors() {
         let resp = s
             .post(&path)
             .json(&json!({"num_frames": 5, "video_quality": "best"}))
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(resp.status(), 422);
         request_id(&resp);
         let body: Value = resp.json().await.unwrap();
@@ -121,9 +114,8 @@ async fn validation_and_request_errors() {
         .post(&format!("/queue/{EP}"))
         .header("content-type", "application/json")
         .body("{oops")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["detail"][0]["type"], "json_invalid");
@@ -138,9 +130,8 @@ async fn validation_and_request_errors() {
             .post(&format!("/queue/{EP}"))
             .header(name, value)
             .json(&input())
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(resp.status(), 400, "{name}: {value}");
         assert_eq!(resp.headers()["x-fal-error-type"], "bad_request");
         let body: Value = resp.json().await.unwrap();
@@ -149,34 +140,30 @@ async fn validation_and_request_errors() {
     let resp = s
         .post(&format!("/queue/{EP}?fal_webhook=ftp%3A%2F%2Fx"))
         .json(&input())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 400);
 
     // Unknown endpoint, unknown request, wrong method.
     let resp = s
         .post("/queue/fal-ai/other-model")
         .json(&input())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 404);
     let resp = s
         .get("/queue/fal-ai/longcat-video/requests/does-not-exist/status")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 404);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["detail"], "Request not found");
     let resp = s
         .put("/queue/fal-ai/longcat-video/requests/does-not-exist/cancel")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 404);
-    let resp = s.get(&format!("/{EP}")).send().await.unwrap();
+    let resp = s.get(&format!("/{EP}")).go().await;
     assert_eq!(resp.status(), 405);
     s.handle.shutdown().await;
 }
@@ -190,9 +177,8 @@ async fn queue_lifecycle_result_files_and_usage() {
         .header("x-fal-request-timeout", "30.0")
         .header("x-fal-runner-hint", "anything")
         .json(&input())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     let rid = request_id(&resp);
     let sub: Value = resp.json().await.unwrap();
@@ -220,9 +206,8 @@ async fn queue_lifecycle_result_files_and_usage() {
         .get(&format!(
             "/queue/fal-ai/longcat-video/requests/{id}/status?logs=0"
         ))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert!(body.get("logs").unwrap().is_null());
@@ -230,25 +215,22 @@ async fn queue_lifecycle_result_files_and_usage() {
     // Full-id form and Host-routed queue form.
     let resp = s
         .get(&format!("/queue/{EP}/requests/{id}/status"))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     let resp = s
         .get(&format!("/fal-ai/longcat-video/requests/{id}/status"))
         .header("host", "queue.localhost")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
 
     // Result, twice.
     for _ in 0..2 {
         let resp = s
             .get(&format!("/queue/fal-ai/longcat-video/requests/{id}"))
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(resp.status(), 200);
         assert_eq!(request_id(&resp), id);
         let out: Value = resp.json().await.unwrap();
@@ -260,19 +242,13 @@ async fn queue_lifecycle_result_files_and_usage() {
         let size = out["video"]["file_size"].as_u64().unwrap();
 
         // The file: public, typed, rangeable.
-        let file = s.client.get(&url).send().await.unwrap();
+        let file = s.client.get(&url).go().await;
         assert_eq!(file.status(), 200);
         assert_eq!(file.headers()["content-type"], "video/mp4");
         assert_eq!(file.headers()["accept-ranges"], "bytes");
         let bytes = file.bytes().await.unwrap();
         assert_eq!(bytes.len() as u64, size);
-        let part = s
-            .client
-            .get(&url)
-            .header("range", "bytes=4-11")
-            .send()
-            .await
-            .unwrap();
+        let part = s.client.get(&url).header("range", "bytes=4-11").go().await;
         assert_eq!(part.status(), 206);
         assert_eq!(
             part.headers()["content-range"],
@@ -283,31 +259,24 @@ async fn queue_lifecycle_result_files_and_usage() {
             .client
             .get(&url)
             .header("range", format!("bytes={size}-"))
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(bad.status(), 416);
     }
-    let resp = s
-        .client
-        .get(s.url("/files/outputs/nope/x.mp4"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.client.get(s.url("/files/outputs/nope/x.mp4")).go().await;
     assert_eq!(resp.status(), 404);
 
     // Cancel after completion.
     let resp = s
         .put(&format!("/queue/fal-ai/longcat-video/requests/{id}/cancel"))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ALREADY_COMPLETED");
 
     // Usage of this key.
-    let usage: Value = s.get("/usage").send().await.unwrap().json().await.unwrap();
+    let usage: Value = s.get("/usage").go().await.json().await.unwrap();
     assert_eq!(usage["requests"], 1);
     assert!((usage["billable_seconds"].as_f64().unwrap() - 17.0 / 15.0).abs() < 1e-9);
     assert!((usage["cost_usd"].as_f64().unwrap() - 0.025 * 17.0 / 15.0).abs() < 1e-9);
@@ -317,12 +286,7 @@ async fn queue_lifecycle_result_files_and_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_run_and_stream() {
     let s = TestServer::start(Opts::default()).await;
-    let resp = s
-        .post(&format!("/{EP}"))
-        .json(&input())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post(&format!("/{EP}")).json(&input()).go().await;
     assert_eq!(resp.status(), 200);
     request_id(&resp);
     let out: Value = resp.json().await.unwrap();
@@ -335,9 +299,8 @@ async fn sync_run_and_stream() {
     let out: Value = s
         .post(&format!("/{EP}"))
         .json(&inline)
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -355,21 +318,15 @@ async fn sync_run_and_stream() {
     let out: Value = s
         .post(&format!("/{EP}"))
         .json(&no_seed)
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert!(out["seed"].is_u64());
 
     // Streaming run: SSE with the output as the last event.
-    let resp = s
-        .post(&format!("/{EP}/stream"))
-        .json(&input())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post(&format!("/{EP}/stream")).json(&input()).go().await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"]
         .to_str()
@@ -405,9 +362,8 @@ async fn cancel_and_status_stream() {
             .get(stream_url)
             .header("authorization", format!("Key {KEY}"))
             .header("accept", "application/json, text/event-stream")
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         assert_eq!(resp.status(), 200);
         assert!(resp.headers()["content-type"]
             .to_str()
@@ -417,32 +373,13 @@ async fn cancel_and_status_stream() {
     });
 
     // Wait until it runs, then cancel.
-    let start = std::time::Instant::now();
-    loop {
-        let st: Value = s
-            .get(&format!("/queue/fal-ai/longcat-video/requests/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if st["status"] == "IN_PROGRESS" {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never started: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
+    s.wait_status(&id, "IN_PROGRESS").await;
     // Give the stream (it polls every 200 ms) time to report IN_PROGRESS and some logs.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let resp = s
         .put(&sub["cancel_url"].as_str().unwrap().replace(&s.base, ""))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "CANCELLATION_REQUESTED");
@@ -452,9 +389,8 @@ async fn cancel_and_status_stream() {
     assert_eq!(done["error"], "Request cancelled");
     let resp = s
         .get(&format!("/queue/fal-ai/longcat-video/requests/{id}"))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 499);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error_type"], "client_cancelled");
@@ -495,12 +431,7 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
     let b = s.submit(&input()).await;
     assert_eq!(a["queue_position"], 0);
     assert_eq!(b["queue_position"], 1);
-    let resp = s
-        .post(&format!("/queue/{EP}"))
-        .json(&input())
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post(&format!("/queue/{EP}")).json(&input()).go().await;
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().contains_key("retry-after"));
 
@@ -509,9 +440,8 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
             "/queue/fal-ai/longcat-video/requests/{}/status",
             b["request_id"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 202);
     let st: Value = resp.json().await.unwrap();
     assert_eq!(st["status"], "IN_QUEUE");
@@ -523,9 +453,8 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
             "/queue/fal-ai/longcat-video/requests/{}",
             a["request_id"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 400);
 
     // Cancel a queued job: it completes at once as cancelled; the other moves up.
@@ -534,18 +463,16 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
             "/queue/fal-ai/longcat-video/requests/{}/cancel",
             a["request_id"].as_str().unwrap()
         ))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 202);
     let st: Value = s
         .get(&format!(
             "/queue/fal-ai/longcat-video/requests/{}/status",
             b["request_id"].as_str().unwrap()
         ))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -555,9 +482,8 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
             "/queue/fal-ai/longcat-video/requests/{}/status",
             a["request_id"].as_str().unwrap()
         ))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -569,36 +495,17 @@ async fn queued_jobs_positions_backpressure_and_cancel() {
         .post(&format!("/queue/{EP}"))
         .header("x-fal-request-timeout", "0.2")
         .json(&input())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     let sub: Value = resp.json().await.unwrap();
     let id = sub["request_id"].as_str().unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        let st: Value = s
-            .get(&format!("/queue/fal-ai/longcat-video/requests/{id}/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if st["status"] == "COMPLETED" {
-            assert_eq!(st["error_type"], "request_timeout");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "start timeout never fired: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The start timeout fires while it waits.
+    let st = s.wait_status(id, "COMPLETED").await;
+    assert_eq!(st["error_type"], "request_timeout");
     let resp = s
         .get(&format!("/queue/fal-ai/longcat-video/requests/{id}"))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 504);
     assert_eq!(resp.headers()["x-fal-request-timeout-type"], "user");
     s.handle.shutdown().await;
@@ -613,9 +520,8 @@ async fn uploads_and_proxy() {
     let init: Value = s
         .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
         .json(&json!({"content_type": "text/plain", "file_name": "h.txt"}))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -626,33 +532,30 @@ async fn uploads_and_proxy() {
         .put(upload_url)
         .header("content-type", "text/plain")
         .body(payload.clone())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert!(resp.status().is_success());
-    let got = s.client.get(file_url).send().await.unwrap();
+    let got = s.client.get(file_url).go().await;
     assert_eq!(got.headers()["content-type"], "text/plain");
     assert_eq!(got.bytes().await.unwrap().to_vec(), payload);
     // The upload URL is single-use.
-    let resp = s.client.put(upload_url).body("x").send().await.unwrap();
+    let resp = s.client.put(upload_url).body("x").go().await;
     assert_eq!(resp.status(), 403);
     // Initiate needs a key.
     let resp = s
         .client
         .post(s.url("/storage/upload/initiate"))
         .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 401);
 
     // Python v3 flow: token, then /files/upload with the bearer token.
     let tok: Value = s
         .post("/storage/auth/token?storage_type=fal-cdn-v3")
         .json(&json!({}))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -668,9 +571,8 @@ async fn uploads_and_proxy() {
         .header("content-type", "image/png")
         .header("x-fal-file-name", "a.png")
         .body(payload.clone())
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -678,9 +580,8 @@ async fn uploads_and_proxy() {
     assert_eq!(
         s.client
             .get(access)
-            .send()
+            .go()
             .await
-            .unwrap()
             .bytes()
             .await
             .unwrap()
@@ -692,9 +593,8 @@ async fn uploads_and_proxy() {
     let init: Value = s
         .post("/storage/upload/initiate-multipart?storage_type=fal-cdn-v3")
         .json(&json!({"content_type": "application/octet-stream", "file_name": "big.bin"}))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -705,9 +605,8 @@ async fn uploads_and_proxy() {
             .client
             .put(format!("{upload_url}/{n}"))
             .body(chunk)
-            .send()
+            .go()
             .await
-            .unwrap()
             .json()
             .await
             .unwrap();
@@ -718,16 +617,14 @@ async fn uploads_and_proxy() {
         .client
         .post(format!("{upload_url}/complete"))
         .json(&json!({"parts": parts}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert!(resp.status().is_success());
     let got = s
         .client
         .get(init["file_url"].as_str().unwrap())
-        .send()
+        .go()
         .await
-        .unwrap()
         .bytes()
         .await
         .unwrap();
@@ -737,9 +634,8 @@ async fn uploads_and_proxy() {
     let init: Value = s
         .post("/storage/upload/initiate")
         .json(&json!({"content_type": "image/png", "file_name": "in.png"}))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -754,35 +650,27 @@ async fn uploads_and_proxy() {
         .put(init["upload_url"].as_str().unwrap())
         .header("content-type", "image/png")
         .body(png)
-        .send()
-        .await
-        .unwrap();
-    let proxy = s.url("/api/fal/proxy");
+        .go()
+        .await;
     let resp = s
-        .client
-        .post(&proxy)
-        .header("authorization", format!("Key {KEY}"))
+        .post(PROXY)
         .header("x-fal-target-url", format!("https://queue.fal.run/{EP}"))
         .json(&json!({"image_url": init["file_url"], "num_frames": 17, "seed": 3}))
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     let sub: Value = resp.json().await.unwrap();
     let id = sub["request_id"].as_str().unwrap();
     let start = std::time::Instant::now();
     loop {
         let resp = s
-            .client
-            .get(&proxy)
-            .header("authorization", format!("Key {KEY}"))
+            .get(PROXY)
             .header(
                 "x-fal-target-url",
                 format!("https://queue.fal.run/fal-ai/longcat-video/requests/{id}/status?logs=1"),
             )
-            .send()
-            .await
-            .unwrap();
+            .go()
+            .await;
         let st: Value = resp.json().await.unwrap();
         if st["status"] == "COMPLETED" {
             assert!(st.get("error").is_none(), "{st}");
@@ -792,37 +680,25 @@ async fn uploads_and_proxy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let resp = s
-        .client
-        .get(&proxy)
-        .header("authorization", format!("Key {KEY}"))
+        .get(PROXY)
         .header(
             "x-fal-target-url",
             format!("https://queue.fal.run/fal-ai/longcat-video/requests/{id}"),
         )
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(request_id(&resp), id);
     let out: Value = resp.json().await.unwrap();
     assert_eq!(out["seed"], 3);
     // Proxy errors.
-    let resp = s
-        .client
-        .post(&proxy)
-        .header("authorization", format!("Key {KEY}"))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.post(PROXY).go().await;
     assert_eq!(resp.status(), 400);
     let resp = s
-        .client
-        .post(&proxy)
-        .header("authorization", format!("Key {KEY}"))
+        .post(PROXY)
         .header("x-fal-target-url", "https://example.com/x")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 400);
     s.handle.shutdown().await;
 }
@@ -831,7 +707,7 @@ async fn uploads_and_proxy() {
 async fn failed_image_is_a_422_on_image_url() {
     let s = TestServer::start(Opts::default()).await;
     let bad = json!({"image_url": "data:image/png;base64,AAAA", "num_frames": 17});
-    let resp = s.post(&format!("/{EP}")).json(&bad).send().await.unwrap();
+    let resp = s.post(&format!("/{EP}")).json(&bad).go().await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["detail"][0]["loc"], json!(["body", "image_url"]));
@@ -849,9 +725,8 @@ async fn unauthenticated_server_is_loopback_only() {
         .client
         .post(s.url(&format!("/queue/{EP}")))
         .json(&input())
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert_eq!(resp.status(), 200);
     s.handle.shutdown().await;
 
@@ -879,21 +754,16 @@ async fn retention_purges_old_jobs_outputs_and_uploads() {
     let id = sub["request_id"].as_str().unwrap().to_string();
     s.wait_completed(sub["status_url"].as_str().unwrap()).await;
     let result_url = sub["response_url"].as_str().unwrap();
-    let resp = s
-        .get(&result_url.replace(&s.base, ""))
-        .send()
-        .await
-        .unwrap();
+    let resp = s.get(&result_url.replace(&s.base, "")).go().await;
     assert_eq!(resp.status(), 200);
     let out: Value = resp.json().await.unwrap();
     let video_url = out["video"]["url"].as_str().unwrap().to_string();
-    assert_eq!(s.client.get(&video_url).send().await.unwrap().status(), 200);
+    assert_eq!(s.client.get(&video_url).go().await.status(), 200);
     let init: Value = s
         .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
         .json(&json!({"content_type": "text/plain", "file_name": "old.txt"}))
-        .send()
+        .go()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -901,27 +771,18 @@ async fn retention_purges_old_jobs_outputs_and_uploads() {
         .client
         .put(init["upload_url"].as_str().unwrap())
         .body("soon gone")
-        .send()
-        .await
-        .unwrap();
+        .go()
+        .await;
     assert!(resp.status().is_success());
     let upload_url = init["file_url"].as_str().unwrap().to_string();
-    assert_eq!(
-        s.client.get(&upload_url).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(s.client.get(&upload_url).go().await.status(), 200);
 
     // Retention 2 s, passes every second: all three are gone within a few seconds.
     let start = Instant::now();
     loop {
-        let status = s
-            .get(&result_url.replace(&s.base, ""))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        let video = s.client.get(&video_url).send().await.unwrap().status();
-        let upload = s.client.get(&upload_url).send().await.unwrap().status();
+        let status = s.get(&result_url.replace(&s.base, "")).go().await.status();
+        let video = s.client.get(&video_url).go().await.status();
+        let upload = s.client.get(&upload_url).go().await.status();
         if status == 404 && video == 404 && upload == 404 {
             break;
         }
@@ -931,7 +792,7 @@ async fn retention_purges_old_jobs_outputs_and_uploads() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let usage: Value = s.get("/usage").send().await.unwrap().json().await.unwrap();
+    let usage: Value = s.get("/usage").go().await.json().await.unwrap();
     assert_eq!(usage["requests"], 1, "{usage} ({id})");
     s.handle.shutdown().await;
 }

@@ -61,6 +61,32 @@ macro_rules! history {
     };
 }
 
+/// Fails `$worker`'s running job `$id` with `$error` inside the transaction `$tx`, recording
+/// the status change; evaluates to whether it was that worker's running job.
+macro_rules! fail_running {
+    ($tx:ident, $id:expr, $worker:expr, $error:expr, $now:expr) => {{
+        let error: &JobError = $error;
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'failed', error_kind = $1, error_message = $2, \
+             error_detail = $3, finished_at = $4, lease_expires_at = NULL \
+             WHERE id = $5 AND worker_id = $6 AND status = 'running'",
+        )
+        .bind(&error.kind)
+        .bind(&error.message)
+        .bind(error.detail.as_ref().map(|d| d.to_string()))
+        .bind($now)
+        .bind($id)
+        .bind($worker)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            history!($tx, $id, JobStatus::Failed, $now);
+        }
+        n == 1
+    }};
+}
+
 mod outbox;
 mod retention;
 
@@ -287,28 +313,8 @@ impl JobStore {
     /// Finishes `worker_id`'s running job with an error. `false` when the job is not (or no
     /// longer) running under this worker.
     pub async fn fail(&self, id: &str, worker_id: &str, error: JobError) -> Result<bool> {
-        const SQL: &str =
-            "UPDATE jobs SET status = 'failed', error_kind = $1, error_message = $2, \
-             error_detail = $3, finished_at = $4, lease_expires_at = NULL \
-             WHERE id = $5 AND worker_id = $6 AND status = 'running'";
-        let detail = error.detail.as_ref().map(|d| d.to_string());
         let now = now_micros();
-        let done = in_tx!(self, tx => {
-            let n = sqlx::query(SQL)
-                .bind(&error.kind)
-                .bind(&error.message)
-                .bind(&detail)
-                .bind(now)
-                .bind(id)
-                .bind(worker_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 1 {
-                history!(tx, id, JobStatus::Failed, now);
-            }
-            n == 1
-        });
+        let done = in_tx!(self, tx => fail_running!(tx, id, worker_id, &error, now));
         Ok(done)
     }
 
@@ -325,13 +331,8 @@ impl JobStore {
         const REQUEUE: &str = "UPDATE jobs SET status = 'queued', worker_id = NULL, \
              lease_expires_at = NULL WHERE id = $1 AND worker_id = $2 AND status = 'running' \
              AND attempts < max_attempts AND cancel_requested = 0 RETURNING attempts, max_attempts";
-        const FAIL: &str =
-            "UPDATE jobs SET status = 'failed', error_kind = $1, error_message = $2, \
-             error_detail = $3, finished_at = $4, lease_expires_at = NULL \
-             WHERE id = $5 AND worker_id = $6 AND status = 'running'";
         const LOG: &str =
             "INSERT INTO job_logs (job_id, ts, level, message) VALUES ($1, $2, 'WARN', $3)";
-        let detail = error.detail.as_ref().map(|d| d.to_string());
         let now = now_micros();
         let outcome = in_tx!(self, tx => {
             let requeued: Option<(i64, i64)> = sqlx::query_as(REQUEUE)
@@ -347,23 +348,10 @@ impl JobStore {
                 );
                 sqlx::query(LOG).bind(id).bind(now).bind(&message).execute(&mut *tx).await?;
                 Some(JobStatus::Queued)
+            } else if fail_running!(tx, id, worker_id, &error, now) {
+                Some(JobStatus::Failed)
             } else {
-                let n = sqlx::query(FAIL)
-                    .bind(&error.kind)
-                    .bind(&error.message)
-                    .bind(&detail)
-                    .bind(now)
-                    .bind(id)
-                    .bind(worker_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 1 {
-                    history!(tx, id, JobStatus::Failed, now);
-                    Some(JobStatus::Failed)
-                } else {
-                    None
-                }
+                None
             }
         });
         Ok(outcome)

@@ -209,6 +209,15 @@ async fn wait_for(store: &JobStore, id: &str, pred: impl Fn(&Job) -> bool) -> Jo
     }
 }
 
+/// Submits a small job without a webhook and waits until `pool` runs it.
+async fn start_one(env: &Env, pool: &WorkerPool) -> String {
+    let input = json!({"image_url": png_data_uri(), "num_frames": 17});
+    let id = submit(&env.store, input, None).await;
+    pool.notify();
+    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    id
+}
+
 fn terminal(j: &Job) -> bool {
     matches!(
         j.status,
@@ -333,14 +342,7 @@ async fn image_errors_fail_as_validation_on_image_url() {
 async fn cancellation_stops_a_running_job() {
     let env = env("cancel").await;
     let pool = pool(&env, config(&env), 400, Duration::from_millis(25));
-    let id = submit(
-        &env.store,
-        json!({"image_url": png_data_uri(), "num_frames": 17}),
-        None,
-    )
-    .await;
-    pool.notify();
-    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    let id = start_one(&env, &pool).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let asked = std::time::Instant::now();
     env.store.request_cancel(&id).await.unwrap();
@@ -406,14 +408,7 @@ async fn reads_our_own_files_and_inlines_sync_mode_output() {
 async fn shutdown_lets_the_running_job_finish() {
     let env = env("shutdown").await;
     let pool = pool(&env, config(&env), 20, Duration::from_millis(25));
-    let id = submit(
-        &env.store,
-        json!({"image_url": png_data_uri(), "num_frames": 17}),
-        None,
-    )
-    .await;
-    pool.notify();
-    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    let id = start_one(&env, &pool).await;
     pool.shutdown().await;
     let job = env.store.get(&id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
@@ -429,14 +424,7 @@ async fn shutdown_past_the_grace_period_requeues_the_job() {
         ..config(&env)
     };
     let pool = pool(&env, cfg, 1000, Duration::from_millis(20));
-    let id = submit(
-        &env.store,
-        json!({"image_url": png_data_uri(), "num_frames": 17}),
-        None,
-    )
-    .await;
-    pool.notify();
-    wait_for(&env.store, &id, |j| j.status == JobStatus::Running).await;
+    let id = start_one(&env, &pool).await;
     pool.shutdown().await;
     let job = env.store.get(&id).await.unwrap().unwrap();
     assert_eq!(job.status, JobStatus::Queued, "released back to the queue");

@@ -17,6 +17,19 @@ use tokio::sync::Notify;
 pub const KEY: &str = "test-key-123";
 /// The endpoint.
 pub const EP: &str = "fal-ai/longcat-video/image-to-video/720p";
+/// The JS client's proxy route.
+pub const PROXY: &str = "/api/fal/proxy";
+
+/// `send().await` that fails the test on a transport error (HTTP errors are the test's to check).
+pub trait Go {
+    fn go(self) -> impl std::future::Future<Output = reqwest::Response> + Send;
+}
+
+impl Go for reqwest::RequestBuilder {
+    async fn go(self) -> reqwest::Response {
+        self.send().await.expect("request sent")
+    }
+}
 
 /// Test double for the in-process workers (the real ones are `longcat_worker::WorkerPool`):
 /// claims jobs from the real store, writes a fake video to the real storage and completes
@@ -225,24 +238,34 @@ impl TestServer {
 
     /// Polls a status URL until COMPLETED.
     pub async fn wait_completed(&self, status_url: &str) -> Value {
+        self.wait_status_at(&format!("{status_url}?logs=1"), "COMPLETED")
+            .await
+    }
+
+    /// Polls request `id`'s queue status until it is `want`; returns that status body.
+    pub async fn wait_status(&self, id: &str, want: &str) -> Value {
+        let url = self.url(&format!("/queue/fal-ai/longcat-video/requests/{id}/status"));
+        self.wait_status_at(&url, want).await
+    }
+
+    async fn wait_status_at(&self, url: &str, want: &str) -> Value {
         let start = Instant::now();
         loop {
             let resp = self
                 .client
-                .get(format!("{status_url}?logs=1"))
+                .get(url)
                 .header("authorization", format!("Key {KEY}"))
-                .send()
-                .await
-                .expect("status");
+                .go()
+                .await;
             let body: Value = resp.json().await.expect("json");
-            if body["status"] == "COMPLETED" {
+            if body["status"] == want {
                 return body;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "job did not finish: {body}"
+                "status never became {want}: {body}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
 }
