@@ -276,8 +276,10 @@ fn load_generator(
     let info = generator.info();
     if info.smoke_test_model {
         eprintln!(
-            "longcat serve: WARNING: no --weights given: using {} (videos are noise; for tests only)",
-            info.name
+            "longcat serve: WARNING: no --weights given, so the {} runs: its videos are noise \
+             (smoke tests only). For real videos pass --weights DIR (or LONGCAT_WEIGHTS=DIR), \
+             DIR being the LongCat-Video checkpoint directory (see docs/checkpoint.md).",
+            tiny_model_label(&info.name)
         );
     } else {
         eprintln!("longcat serve: model {}", info.name);
@@ -295,4 +297,9 @@ impl longcat_server::Workers for Pool {
     fn shutdown(self: Box<Self>) -> futures_util::future::BoxFuture<'static, ()> {
         Box::pin(self.0.shutdown())
     }
+}
+
+/// The tiny model's name without its "(output is noise)" note, which the warning says anyway.
+fn tiny_model_label(name: &str) -> &str {
+    name.split(" (").next().unwrap_or(name)
 }
