@@ -145,6 +145,9 @@ pub struct ServerConfig {
     /// Delete finished jobs (records and output files) and uploads older than this
     /// (`None`: keep everything).
     pub retention: Option<Duration>,
+    /// How often files past their requested lifetime (fal's object lifecycle headers) are
+    /// deleted.
+    pub lifecycle_interval: Duration,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -183,6 +186,7 @@ impl Default for ServerConfig {
             recover_interval: Duration::from_secs(2),
             max_attempts: 3,
             retention: None,
+            lifecycle_interval: Duration::from_secs(30),
         }
     }
 }

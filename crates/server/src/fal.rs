@@ -106,6 +106,7 @@ struct SubmitHeaders {
     priority: Priority,
     start_timeout: Option<Duration>,
     no_retry: bool,
+    output_ttl: Option<Duration>,
 }
 
 fn submit_headers(req: &FalRequest) -> Result<SubmitHeaders, ApiError> {
@@ -133,10 +134,12 @@ fn submit_headers(req: &FalRequest) -> Result<SubmitHeaders, ApiError> {
         .header("x-fal-no-retry")
         .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
         .unwrap_or(false);
+    let output_ttl = crate::lifecycle::requested_lifetime(req, &[crate::lifecycle::OUTPUT_HEADER])?;
     Ok(SubmitHeaders {
         priority,
         start_timeout,
         no_retry,
+        output_ttl,
     })
 }
 
@@ -195,6 +198,7 @@ async fn enqueue(
             SubmitOptions {
                 priority: headers.priority,
                 start_deadline,
+                output_ttl: headers.output_ttl,
             },
         )
         .await?;

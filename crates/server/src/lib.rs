@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fal;
 pub mod files;
+pub mod lifecycle;
 pub mod meta;
 pub mod proxy;
 pub mod retention;
@@ -195,6 +196,11 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         })
     });
     let mut background = vec![spawn_recovery(store.clone(), config.recover_interval)];
+    background.push(lifecycle::spawn(
+        store.clone(),
+        storage.clone(),
+        config.lifecycle_interval,
+    ));
     if let Some(retention) = config.retention {
         tracing::info!(
             ?retention,

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::random_token;
 use crate::error::{json_response, ApiError};
+use crate::lifecycle;
 use crate::router::FalRequest;
 use crate::state::{AppState, PendingUpload};
 
@@ -67,6 +68,25 @@ fn content_type_of(req: &FalRequest) -> String {
         .filter(|s| !s.is_empty())
         .unwrap_or("application/octet-stream")
         .to_owned()
+}
+
+/// The lifetime an upload asks for (`X-Fal-Object-Lifecycle`; the Python client sends the
+/// same JSON under the `-Preference` name too).
+fn upload_lifetime(req: &FalRequest) -> Result<Option<Duration>, ApiError> {
+    lifecycle::requested_lifetime(req, &[lifecycle::UPLOAD_HEADER, lifecycle::OUTPUT_HEADER])
+}
+
+/// Schedules the deletion of the upload at `key` (its whole `uploads/<uuid>` folder).
+async fn apply_lifetime(
+    state: &AppState,
+    lifetime: Option<Duration>,
+    key: &str,
+) -> Result<(), ApiError> {
+    if let Some(ttl) = lifetime {
+        let folder = key.rsplit_once('/').map_or(key, |(folder, _)| folder);
+        state.store.expire_files_after(folder, ttl).await?;
+    }
+    Ok(())
 }
 
 /// Registers an upload URL for a new key.
@@ -121,7 +141,9 @@ async fn initiate(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, A
         .filter(|c| !c.trim().is_empty())
         .unwrap_or_else(|| "application/octet-stream".to_owned());
     let file_name = body.file_name.unwrap_or_else(|| "upload.bin".to_owned());
+    let lifetime = upload_lifetime(req)?;
     let (token, key) = register(state, &file_name, &content_type);
+    apply_lifetime(state, lifetime, &key).await?;
     let base = state.public_base(&req.headers);
     Ok(json_response(
         StatusCode::OK,
@@ -267,12 +289,14 @@ fn file_name_of(req: &FalRequest) -> String {
 
 async fn cdn_upload(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
     state.auth.check(&req.headers)?;
+    let lifetime = upload_lifetime(req)?;
     let content_type = content_type_of(req);
     let key = upload_key(&file_name_of(req));
     let stored = state
         .storage
         .put_bytes(&key, Bytes::clone(&req.body), &content_type)
         .await?;
+    apply_lifetime(state, lifetime, &key).await?;
     metrics::counter!("longcat_uploads_total").increment(1);
     Ok(json_response(
         StatusCode::OK,
@@ -285,7 +309,9 @@ async fn cdn_multipart_start(
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
     state.auth.check(&req.headers)?;
+    let lifetime = upload_lifetime(req)?;
     let (token, key) = register(state, &file_name_of(req), &content_type_of(req));
+    apply_lifetime(state, lifetime, &key).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "access_url": state.storage.public_url(&key), "uploadId": token }),

@@ -796,3 +796,91 @@ async fn retention_purges_old_jobs_outputs_and_uploads() {
     assert_eq!(usage["requests"], 1, "{usage} ({id})");
     s.handle.shutdown().await;
 }
+
+/// fal's object lifecycle headers: outputs and uploads are deleted once their requested
+/// lifetime runs out (the result record stays); a malformed header is a 400 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_lifecycle_headers_expire_outputs_and_uploads() {
+    let s = TestServer::start(Opts::default()).await;
+    let one_second = r#"{"expiration_duration_seconds": 1, "initial_acl": {"default": "allow"}}"#;
+    let resp = s
+        .post(&format!("/queue/{EP}"))
+        .header("x-fal-object-lifecycle-preference", one_second)
+        .json(&input())
+        .go()
+        .await;
+    assert_eq!(resp.status(), 200);
+    let sub: Value = resp.json().await.unwrap();
+    s.wait_completed(sub["status_url"].as_str().unwrap()).await;
+    let result_path = sub["response_url"].as_str().unwrap().replace(&s.base, "");
+    let out: Value = s.get(&result_path).go().await.json().await.unwrap();
+    let video_url = out["video"]["url"].as_str().unwrap().to_string();
+
+    let init: Value = s
+        .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
+        .header("x-fal-object-lifecycle", one_second)
+        .json(&json!({"content_type": "text/plain", "file_name": "brief.txt"}))
+        .go()
+        .await
+        .json()
+        .await
+        .unwrap();
+    let put = s
+        .client
+        .put(init["upload_url"].as_str().unwrap())
+        .body("short-lived")
+        .go()
+        .await;
+    assert!(put.status().is_success());
+    let upload_url = init["file_url"].as_str().unwrap().to_string();
+
+    let start = Instant::now();
+    loop {
+        let video = s.client.get(&video_url).go().await.status();
+        let upload = s.client.get(&upload_url).go().await.status();
+        if video == 404 && upload == 404 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not expired: video {video}, upload {upload}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The request itself stays retrievable.
+    assert_eq!(s.get(&result_path).go().await.status(), 200);
+
+    for bad in [
+        "not json",
+        r#"{"expiration_duration_seconds": 0}"#,
+        r#"{"expiration_duration_seconds": "soon"}"#,
+    ] {
+        let resp = s
+            .post(&format!("/queue/{EP}"))
+            .header("x-fal-object-lifecycle-preference", bad)
+            .json(&input())
+            .go()
+            .await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("x-fal-object-lifecycle-preference"),
+            "{body}"
+        );
+    }
+    // No expiration in the header: kept.
+    let resp = s
+        .post(&format!("/queue/{EP}"))
+        .header(
+            "x-fal-object-lifecycle-preference",
+            r#"{"initial_acl": {"default": "hide"}}"#,
+        )
+        .json(&input())
+        .go()
+        .await;
+    assert_eq!(resp.status(), 200);
+    s.handle.shutdown().await;
+}

@@ -87,8 +87,13 @@ macro_rules! fail_running {
     }};
 }
 
+mod lifecycle;
 mod outbox;
 mod retention;
+
+/// Longest output lifetime kept (100 years; longer ones are cut to it), so that lifetimes in
+/// microseconds stay far from the 64-bit limit.
+const MAX_TTL_SECONDS: u64 = 100 * 365 * 86_400;
 
 /// Message of the error recorded for a cancelled job (fal: `"Request cancelled"`).
 pub const CANCELLED_MESSAGE: &str = "Request cancelled";
@@ -137,8 +142,8 @@ impl JobStore {
         let sql = format!(
             "INSERT INTO jobs (id, endpoint, input, key_id, webhook_url, priority, status, attempts, \
              max_attempts, start_deadline, created_at, cancel_requested, billable_seconds, \
-             estimated_cost_usd, webhook_state) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $9, 0, $10, $11, $12) \
+             estimated_cost_usd, webhook_state, output_ttl_seconds) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $8, $9, 0, $10, $11, $12, $13) \
              RETURNING {JOB_COLUMNS}"
         );
         let row: JobRow = in_tx!(self, tx => {
@@ -155,6 +160,7 @@ impl JobStore {
                 .bind(job.billable_seconds)
                 .bind(job.estimated_cost_usd)
                 .bind(job.webhook_url.as_ref().map(|_| WebhookState::Pending.as_str()))
+                .bind(options.output_ttl.map(|t| t.as_secs().min(MAX_TTL_SECONDS) as i64))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| match &e {

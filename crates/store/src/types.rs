@@ -136,6 +136,9 @@ pub struct SubmitOptions {
     /// Start deadline (fal's `X-Fal-Request-Timeout`): a job still queued after this instant
     /// fails with kind `"timeout"` instead of running.
     pub start_deadline: Option<DateTime<Utc>>,
+    /// Output lifetime (fal's `X-Fal-Object-Lifecycle-Preference`): the job's output files
+    /// are deleted this long after it finished (whole seconds). `None`: kept.
+    pub output_ttl: Option<std::time::Duration>,
 }
 
 /// Why a job failed or was cancelled.

@@ -128,6 +128,7 @@ async fn concurrent_claims_two_pools() {
 scenario!(release_requeues_then_fails);
 scenario!(purge_keeps_usage_and_live_jobs);
 scenario!(retention_batches);
+scenario!(object_lifecycle);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_two_pools() {

@@ -86,6 +86,7 @@ async fn rejects_unknown_url_schemes() {
 scenario!(release_requeues_then_fails);
 scenario!(purge_keeps_usage_and_live_jobs);
 scenario!(retention_batches);
+scenario!(object_lifecycle);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_two_handles_same_file() {

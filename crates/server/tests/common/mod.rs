@@ -188,6 +188,7 @@ impl TestServer {
             allow_private_webhooks: true,
             max_queue_depth: opts.max_queue_depth,
             retention: opts.retention,
+            lifecycle_interval: Duration::from_millis(200),
             lease: Duration::from_secs(10),
             poll_interval: Duration::from_millis(50),
             ..ServerConfig::default()

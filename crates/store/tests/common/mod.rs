@@ -866,3 +866,78 @@ pub async fn retention_batches(store: JobStore) {
     );
     assert_eq!(store.delete_finished(&[]).await.unwrap(), 0);
 }
+
+/// Object lifecycle: a completed job's outputs come due once their lifetime has run out
+/// (never those of failed jobs or jobs without a lifetime), and file folders come due at
+/// their expiry.
+pub async fn object_lifecycle(store: JobStore) {
+    let short = SubmitOptions {
+        output_ttl: Some(Duration::from_secs(1)),
+        ..SubmitOptions::default()
+    };
+    store.submit_with(new_job("short"), short).await.unwrap();
+    store.submit_with(new_job("failed"), short).await.unwrap();
+    store.submit(new_job("kept")).await.unwrap();
+    store.claim_next("w", LEASE).await.unwrap().unwrap();
+    assert!(store.complete("short", "w", json!({})).await.unwrap());
+    store.claim_next("w", LEASE).await.unwrap().unwrap();
+    assert!(store
+        .fail("failed", "w", JobError::new("internal", "x"))
+        .await
+        .unwrap());
+    store.claim_next("w", LEASE).await.unwrap().unwrap();
+    assert!(store.complete("kept", "w", json!({})).await.unwrap());
+
+    assert!(store
+        .expired_outputs(Utc::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = Utc::now() + chrono::Duration::seconds(2);
+    assert_eq!(
+        store.expired_outputs(later, 10).await.unwrap(),
+        vec!["short"]
+    );
+    assert!(!store.outputs_expired("short").await.unwrap());
+    store.mark_outputs_expired("short").await.unwrap();
+    assert!(store.outputs_expired("short").await.unwrap());
+    assert!(store.expired_outputs(later, 10).await.unwrap().is_empty());
+
+    store
+        .expire_files_after("uploads/a", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    store
+        .expire_files_after("uploads/b", Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(store
+        .due_file_expirations(Utc::now(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due_file_expirations(later, 10).await.unwrap(),
+        vec!["uploads/b"]
+    );
+    // A new schedule replaces the old one.
+    store
+        .expire_files_after("uploads/b", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(store
+        .due_file_expirations(later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let much_later = Utc::now() + chrono::Duration::seconds(7200);
+    assert_eq!(
+        store.due_file_expirations(much_later, 10).await.unwrap(),
+        vec!["uploads/a", "uploads/b"]
+    );
+    store.forget_file_expiration("uploads/a").await.unwrap();
+    assert_eq!(
+        store.due_file_expirations(much_later, 10).await.unwrap(),
+        vec!["uploads/b"]
+    );
+}
