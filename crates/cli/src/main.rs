@@ -1,6 +1,7 @@
 //! `longcat`: the LongCat-Video image-to-video server and tools.
 
 mod bench;
+mod device;
 mod generate;
 mod goldens;
 mod serve;

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// LongCat-Video checkpoint directory [default: the built-in tiny random model, output is noise].
     #[arg(long, env = "LONGCAT_WEIGHTS", value_name = "DIR")]
     weights: Option<PathBuf>,
+    /// Where the model runs [default: auto].
+    #[arg(long, env = "LONGCAT_DEVICE", value_name = "DEVICE", long_help = crate::device::DEVICE_HELP)]
+    device: Option<String>,
     /// In-process workers (0 = only serve; run jobs with `longcat worker`) [default: 1].
     #[arg(long, env = "LONGCAT_WORKERS")]
     workers: Option<usize>,
@@ -87,6 +90,7 @@ struct FileConfig {
     port: Option<u16>,
     public_url: Option<String>,
     weights: Option<PathBuf>,
+    device: Option<String>,
     workers: Option<usize>,
     storage: Option<String>,
     database_url: Option<String>,
@@ -172,7 +176,8 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     let workers = args.workers.or(file.workers).unwrap_or(1);
     let weights = args.weights.or(file.weights);
     let (spawn_workers, model) = if workers > 0 {
-        let generator = load_generator(weights)?;
+        let device = args.device.or(file.device).unwrap_or_else(|| "auto".into());
+        let generator = load_generator(weights, &device)?;
         let model = generator.info();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
@@ -266,10 +271,17 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
 
 fn load_generator(
     weights: Option<PathBuf>,
+    device: &str,
 ) -> Result<std::sync::Arc<dyn longcat_pipeline::VideoGenerator>> {
     use longcat_pipeline::generator::{load_generator, GeneratorOptions};
+    let device = crate::device::parse_device(device)?;
+    eprintln!(
+        "longcat serve: model device {}",
+        crate::device::device_name(&device)
+    );
     let opts = GeneratorOptions {
         weights_dir: weights,
+        device,
         ..GeneratorOptions::default()
     };
     let generator = load_generator(&opts).context("loading the model")?;

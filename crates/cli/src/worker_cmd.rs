@@ -39,8 +39,8 @@ pub struct WorkerArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
-    /// Device: `cpu` or `cuda[:N]` (CUDA needs a build with `--features longcat-model/cuda`).
-    #[arg(long, env = "LONGCAT_DEVICE", default_value = "cpu")]
+    /// Where the model runs.
+    #[arg(long, env = "LONGCAT_DEVICE", default_value = "auto", long_help = crate::device::DEVICE_HELP)]
     pub device: String,
     /// Shared secret for the `X-Longcat-Signature` webhook header.
     #[arg(long, env = "LONGCAT_WEBHOOK_SECRET", hide_env_values = true)]
@@ -102,7 +102,7 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
 
     let options = GeneratorOptions {
         weights_dir: args.weights.clone(),
-        device: parse_device(&args.device)?,
+        device: crate::device::parse_device(&args.device)?,
         ..Default::default()
     };
     let generator = tokio::task::spawn_blocking(move || load_generator(&options))
@@ -136,25 +136,6 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
     tracing::info!("stopping: finishing the running jobs");
     pool.shutdown().await;
     Ok(())
-}
-
-fn parse_device(s: &str) -> anyhow::Result<candle_core::Device> {
-    match s.trim() {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        other => {
-            let ordinal = match other.strip_prefix("cuda") {
-                Some("") => 0,
-                Some(rest) => rest
-                    .strip_prefix(':')
-                    .and_then(|n| n.parse().ok())
-                    .with_context(|| {
-                        format!("bad device '{other}' (expected cpu, cuda or cuda:N)")
-                    })?,
-                None => anyhow::bail!("bad device '{other}' (expected cpu, cuda or cuda:N)"),
-            };
-            candle_core::Device::new_cuda(ordinal).context("opening the CUDA device")
-        }
-    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

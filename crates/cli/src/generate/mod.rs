@@ -8,7 +8,7 @@ mod sink;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
 use longcat_media::{EncoderConfig, VideoOptions};
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
@@ -33,25 +33,9 @@ pub struct GenerateArgs {
     /// (its output is noise).
     #[arg(long, value_name = "DIR", env = "LONGCAT_WEIGHTS")]
     weights: Option<PathBuf>,
-    /// `cpu` or `cuda[:N]` (needs a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
+    /// Where the model runs.
+    #[arg(long, env = "LONGCAT_DEVICE", default_value = "auto", long_help = crate::device::DEVICE_HELP)]
     device: String,
-}
-
-fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
-    match spec {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s
-                .strip_prefix("cuda:")
-                .map(str::parse)
-                .transpose()
-                .context("device ordinal")?
-                .unwrap_or(0);
-            Ok(candle_core::Device::new_cuda(ordinal)?)
-        }
-        other => bail!("unknown device `{other}` (use cpu or cuda[:N])"),
-    }
 }
 
 /// Runs `longcat generate`.
@@ -79,7 +63,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         eprintln!("note: {note}");
     }
 
-    let device = parse_device(&args.device)?;
+    let device = crate::device::parse_device(&args.device)?;
     let load_started = Instant::now();
     let generator = load_generator(&GeneratorOptions {
         weights_dir: args.weights.clone(),

@@ -1,0 +1,67 @@
+//! `--device`: where the model runs.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+/// Help text shared by the commands that take `--device`.
+pub const DEVICE_HELP: &str =
+    "auto (the first CUDA GPU when this build has the `cuda` feature and \
+     one is present, else the CPU), cpu, cuda or cuda:N";
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N` and opens the device.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    match spec.trim() {
+        "auto" => Device::cuda_if_available(0).context("probing for a CUDA device"),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => open_cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(ordinal)) => open_cuda(ordinal),
+            _ => bail!("bad device '{other}' (expected auto, cpu, cuda or cuda:N)"),
+        },
+    }
+}
+
+fn open_cuda(ordinal: usize) -> Result<Device> {
+    let hint = if cfg!(feature = "cuda") {
+        ""
+    } else {
+        " (this build has no CUDA support: cargo build --release -p longcat-cli --features cuda)"
+    };
+    Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}{hint}"))
+}
+
+/// A short name for logs: `cpu` or `cuda:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_cpu_and_refuses_nonsense() {
+        assert!(matches!(parse_device("cpu").unwrap(), Device::Cpu));
+        assert!(matches!(parse_device(" cpu ").unwrap(), Device::Cpu));
+        for bad in ["gpu", "cuda:", "cuda:x", "cuda1", ""] {
+            let e = parse_device(bad).unwrap_err().to_string();
+            assert!(e.contains("bad device"), "{bad}: {e}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn auto_is_the_cpu_and_cuda_explains_the_missing_feature() {
+        assert!(matches!(parse_device("auto").unwrap(), Device::Cpu));
+        let e = format!("{:#}", parse_device("cuda:1").unwrap_err());
+        assert!(
+            e.contains("opening CUDA device 1") && e.contains("--features cuda"),
+            "{e}"
+        );
+        assert_eq!(device_name(&Device::Cpu), "cpu");
+    }
+}
