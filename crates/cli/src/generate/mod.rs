@@ -123,8 +123,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Trips `cancel` on the first Ctrl-C (the generation stops after the current denoising step);
-/// a second Ctrl-C exits at once.
+/// a second Ctrl-C exits at once. Returns once the handler is in place, so a Ctrl-C right
+/// after the first progress line is not lost to the default handler. (Unix: SIGINT.)
 fn cancel_on_ctrl_c(cancel: CancelToken) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -133,17 +135,24 @@ fn cancel_on_ctrl_c(cancel: CancelToken) {
             return;
         };
         runtime.block_on(async {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut interrupts) = signal(SignalKind::interrupt()) else {
+                return;
+            };
+            let _ = ready_tx.send(());
+            if interrupts.recv().await.is_some() {
                 eprintln!(
                     "\ninterrupted: stopping after the current step (Ctrl-C again to quit now)"
                 );
                 cancel.cancel();
             }
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupts.recv().await.is_some() {
                 std::process::exit(130);
             }
         });
     });
+    // If the handler could not be installed, the default one stays (Ctrl-C quits).
+    let _ = ready_rx.recv_timeout(std::time::Duration::from_secs(5));
 }
 
 /// `file://` URL of the written video (absolute when the path can be resolved).
