@@ -759,22 +759,7 @@ async fn retention_purges_old_jobs_outputs_and_uploads() {
     let out: Value = resp.json().await.unwrap();
     let video_url = out["video"]["url"].as_str().unwrap().to_string();
     assert_eq!(s.client.get(&video_url).go().await.status(), 200);
-    let init: Value = s
-        .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
-        .json(&json!({"content_type": "text/plain", "file_name": "old.txt"}))
-        .go()
-        .await
-        .json()
-        .await
-        .unwrap();
-    let resp = s
-        .client
-        .put(init["upload_url"].as_str().unwrap())
-        .body("soon gone")
-        .go()
-        .await;
-    assert!(resp.status().is_success());
-    let upload_url = init["file_url"].as_str().unwrap().to_string();
+    let upload_url = s.upload_text("old.txt", "soon gone", None).await;
     assert_eq!(s.client.get(&upload_url).go().await.status(), 200);
 
     // Retention 2 s, passes every second: all three are gone within a few seconds.
@@ -816,23 +801,10 @@ async fn object_lifecycle_headers_expire_outputs_and_uploads() {
     let out: Value = s.get(&result_path).go().await.json().await.unwrap();
     let video_url = out["video"]["url"].as_str().unwrap().to_string();
 
-    let init: Value = s
-        .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
-        .header("x-fal-object-lifecycle", one_second)
-        .json(&json!({"content_type": "text/plain", "file_name": "brief.txt"}))
-        .go()
-        .await
-        .json()
-        .await
-        .unwrap();
-    let put = s
-        .client
-        .put(init["upload_url"].as_str().unwrap())
-        .body("short-lived")
-        .go()
+    let lifecycle = ("x-fal-object-lifecycle", one_second);
+    let upload_url = s
+        .upload_text("brief.txt", "short-lived", Some(lifecycle))
         .await;
-    assert!(put.status().is_success());
-    let upload_url = init["file_url"].as_str().unwrap().to_string();
 
     let start = Instant::now();
     loop {

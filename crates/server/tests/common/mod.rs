@@ -237,6 +237,31 @@ impl TestServer {
         resp.json().await.expect("json")
     }
 
+    /// Uploads `body` as a text file through the JS client's flow (initiate, then PUT), with
+    /// an optional extra header on the initiate call; returns the file URL.
+    pub async fn upload_text(
+        &self,
+        file_name: &str,
+        body: &'static str,
+        header: Option<(&str, &str)>,
+    ) -> String {
+        let mut initiate = self
+            .post("/storage/upload/initiate?storage_type=fal-cdn-v3")
+            .json(&serde_json::json!({"content_type": "text/plain", "file_name": file_name}));
+        if let Some((name, value)) = header {
+            initiate = initiate.header(name, value);
+        }
+        let init: Value = initiate.go().await.json().await.expect("initiate json");
+        let put = self
+            .client
+            .put(init["upload_url"].as_str().expect("upload_url"))
+            .body(body)
+            .go()
+            .await;
+        assert!(put.status().is_success(), "upload PUT: {}", put.status());
+        init["file_url"].as_str().expect("file_url").to_string()
+    }
+
     /// Polls a status URL until COMPLETED.
     pub async fn wait_completed(&self, status_url: &str) -> Value {
         self.wait_status_at(&format!("{status_url}?logs=1"), "COMPLETED")
