@@ -23,6 +23,24 @@ DIR="${1:-$(pwd)/.cuda}"
 } >&2
 CU=$("$DIR/bin/python" -c 'import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], "cu13"))')
 "$CU/bin/nvcc" --version >&2
+
+# Linking: the wheels ship versioned libraries only, and no libcuda (that comes with the NVIDIA
+# driver). Add the unversioned names, and a link-time stub of libcuda with the driver symbols
+# cudarc declares (SONAME libcuda.so.1, so at run time the driver's own library is loaded: a
+# `cuda` build runs only where the NVIDIA driver is installed).
+LIB="$CU/lib"
+for f in "$LIB"/libnvrtc.so.13 "$LIB"/libcublas.so.13 "$LIB"/libcublasLt.so.13 \
+  "$LIB"/libcudart.so.13 "$LIB"/libcurand.so.10; do
+  ln -sf "$(basename "$f")" "${f%.so.*}.so"
+done
+if [ ! -e "$LIB/libcuda.so" ]; then
+  cargo fetch -q >&2
+  CUDARC=$(grep -A1 '^name = "cudarc"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p' | head -n 1)
+  SYS=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$CUDARC"/src/driver/sys/mod.rs | head -n 1)
+  grep -oE '^\s+fn cu[A-Za-z0-9_]+\(' "$SYS" |
+    sed -E 's/^\s+fn (cu[A-Za-z0-9_]+)\(/void \1(void) {}/' | sort -u >"$DIR/libcuda-stub.c"
+  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$LIB/libcuda.so" "$DIR/libcuda-stub.c" >&2
+fi
 cat <<ENV
 export PATH="$CU/bin:\$PATH"
 export CUDA_ROOT="$CU" CUDA_PATH="$CU" CUDA_HOME="$CU"
