@@ -637,6 +637,21 @@ fn validate(job: &NewJob) -> Result<()> {
     Ok(())
 }
 
+impl JobStore {
+    /// Runs `sql`, a `SELECT` of one text column with `$1` a time (bound as microseconds) and
+    /// `$2` a row limit: the id and key-folder listings of retention and expiry.
+    async fn select_before(&self, sql: &str, at: DateTime<Utc>, limit: u32) -> Result<Vec<String>> {
+        let values: Vec<String> = on_pool!(self, p => {
+            sqlx::query_scalar(sql)
+                .bind(micros(at))
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?
+        });
+        Ok(values)
+    }
+}
+
 fn to_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

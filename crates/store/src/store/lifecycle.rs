@@ -4,7 +4,7 @@
 
 use super::{Backend, JobStore};
 use crate::error::Result;
-use crate::rows::{duration_micros, micros, now_micros};
+use crate::rows::{duration_micros, now_micros};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -16,14 +16,7 @@ impl JobStore {
              AND output_ttl_seconds IS NOT NULL AND outputs_expired = 0 \
              AND finished_at + output_ttl_seconds * 1000000 < $1 \
              ORDER BY finished_at LIMIT $2";
-        let ids: Vec<String> = on_pool!(self, p => {
-            sqlx::query_scalar(SQL)
-                .bind(micros(now))
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await?
-        });
-        Ok(ids)
+        self.select_before(SQL, now, limit).await
     }
 
     /// Records that job `id`'s output files were deleted.
@@ -60,14 +53,7 @@ impl JobStore {
     ) -> Result<Vec<String>> {
         const SQL: &str = "SELECT prefix FROM file_expirations WHERE expires_at < $1 \
              ORDER BY expires_at LIMIT $2";
-        let prefixes: Vec<String> = on_pool!(self, p => {
-            sqlx::query_scalar(SQL)
-                .bind(micros(now))
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await?
-        });
-        Ok(prefixes)
+        self.select_before(SQL, now, limit).await
     }
 
     /// Drops the expiry of `prefix` (its files were deleted).

@@ -3,7 +3,6 @@
 
 use super::{Backend, JobStore};
 use crate::error::Result;
-use crate::rows::micros;
 use chrono::{DateTime, Utc};
 
 impl JobStore {
@@ -14,14 +13,7 @@ impl JobStore {
              WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < $1 \
              AND (webhook_state IS NULL OR webhook_state <> 'pending') \
              ORDER BY finished_at LIMIT $2";
-        let ids: Vec<String> = on_pool!(self, p => {
-            sqlx::query_scalar(SQL)
-                .bind(micros(before))
-                .bind(i64::from(limit))
-                .fetch_all(p)
-                .await?
-        });
-        Ok(ids)
+        self.select_before(SQL, before, limit).await
     }
 
     /// Deletes these jobs, if finished and not waiting for their webhook, with their logs,
