@@ -1,21 +1,30 @@
 //! `longcat bench`: CPU benchmarks reported as ratios against a baseline measured in the same run.
 
+mod attn;
+mod mem;
+mod shapes;
+
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use clap::Subcommand;
-use longcat_model::bsa::{flash_attn_bsa_3d, BsaParams};
 use longcat_model::dit::{DitConfig, LongCatDit, TextInput};
 
 /// Benchmarks.
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Block sparse attention against dense attention on the same inputs.
+    /// Block sparse attention against dense attention (the flash kernel) on the same inputs.
     Bsa {
-        /// Token grid (T H W); the default is 16k tokens.
+        /// Token grid T H W for both queries and keys (default 16k tokens); see --grid-q.
         #[arg(long, num_args = 3, default_values_t = [16, 32, 32])]
         grid: Vec<usize>,
+        /// Query token grid `T×H×W` (e.g. 48x44x80); overrides --grid for the queries.
+        #[arg(long)]
+        grid_q: Option<String>,
+        /// Key token grid `T×H×W` (e.g. 52x44x80); overrides --grid for the keys.
+        #[arg(long)]
+        grid_k: Option<String>,
         /// Attention heads.
         #[arg(long, default_value_t = 2)]
         heads: usize,
@@ -25,15 +34,44 @@ pub enum BenchCommand {
         /// Sparsities to measure.
         #[arg(long, value_delimiter = ',', default_values_t = [0.5, 0.75, 0.875])]
         sparsity: Vec<f64>,
-        /// Timed repetitions (the best is reported).
+        /// Timed repetitions (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Only the sparse attention (no dense baseline).
+        #[arg(long)]
+        sparse_only: bool,
+        /// Query rows the dense baseline is measured on, its time scaled to all rows (0 = all
+        /// rows up to 16,384 queries, 8,192 rows beyond).
+        #[arg(long, default_value_t = 0)]
+        dense_rows: usize,
+    },
+    /// Dense attention: the flash-style kernel against the previous chunked one.
+    Attention {
+        /// Tokens (queries = keys).
+        #[arg(long, default_value_t = 16_384)]
+        tokens: usize,
+        /// Attention heads.
+        #[arg(long, default_value_t = 2)]
+        heads: usize,
+        /// Head dimension.
+        #[arg(long, default_value_t = 64)]
+        head_dim: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// Each heavy op once at the official shapes (CPU f32, reduced only in heads or layers),
+    /// with time and peak RSS.
+    Shapes {
+        /// Cases to run (default: all).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<shapes::ShapeCase>,
     },
     /// DiT forward time (random weights, CPU f32) for the tiny golden config and a mid config
     /// (hidden 1024, 4 layers, 8k tokens), against the machine's f32 matmul throughput
     /// measured in the same run.
     Dit {
-        /// Timed repetitions (the best is reported).
+        /// Timed repetitions (the median is reported).
         #[arg(long, default_value_t = 1)]
         reps: usize,
         /// Skip the mid config (it takes tens of seconds per forward on 2 cores).
@@ -42,65 +80,18 @@ pub enum BenchCommand {
     },
 }
 
-/// Best wall time of `reps` runs of `f` (after one warm-up run).
-fn best_of(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
+/// Median wall time of `reps` runs of `f` (after one warm-up run), as the PyTorch reference
+/// scripts report theirs.
+fn median_of(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Duration> {
     f()?;
-    let mut best = Duration::MAX;
+    let mut times = Vec::with_capacity(reps.max(1));
     for _ in 0..reps.max(1) {
         let start = Instant::now();
         f()?;
-        best = best.min(start.elapsed());
+        times.push(start.elapsed());
     }
-    Ok(best)
-}
-
-/// Plain softmax attention, the baseline.
-fn dense_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let scale = 1.0 / (q.dim(3)? as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    Ok(candle_nn::ops::softmax_last_dim(&scores)?.matmul(v)?)
-}
-
-fn bench_bsa(
-    grid: [usize; 3],
-    heads: usize,
-    head_dim: usize,
-    sparsities: &[f64],
-    reps: usize,
-) -> Result<()> {
-    let tokens: usize = grid.iter().product();
-    let dev = Device::Cpu;
-    let shape = (1, heads, tokens, head_dim);
-    let q = Tensor::randn(0f32, 1.0, shape, &dev)?;
-    let k = Tensor::randn(0f32, 1.0, shape, &dev)?;
-    let v = Tensor::randn(0f32, 1.0, shape, &dev)?;
-    println!(
-        "BSA vs dense attention: grid {grid:?} ({tokens} tokens), {heads} heads, head_dim {head_dim}, chunks 4x4x4, CPU f32, best of {reps}"
-    );
-    let dense = best_of(reps, || dense_attention(&q, &k, &v).map(|_| ()))?;
-    println!(
-        "dense            {:>10.1} ms  1.000x",
-        dense.as_secs_f64() * 1e3
-    );
-    for &s in sparsities {
-        let params = BsaParams {
-            sparsity: Some(s),
-            cdf_threshold: None,
-            chunk_3d_shape_q: [4, 4, 4],
-            chunk_3d_shape_k: [4, 4, 4],
-        };
-        let t = best_of(reps, || {
-            flash_attn_bsa_3d(&q, &k, &v, grid, grid, &params)
-                .map(|_| ())
-                .map_err(Into::into)
-        })?;
-        println!(
-            "bsa sparsity {s:<5} {:>8.1} ms  {:.3}x dense",
-            t.as_secs_f64() * 1e3,
-            t.as_secs_f64() / dense.as_secs_f64()
-        );
-    }
-    Ok(())
+    times.sort();
+    Ok(times[times.len() / 2])
 }
 
 /// A DiT shape to benchmark.
@@ -151,7 +142,7 @@ fn matmul_gflops(reps: usize) -> Result<f64> {
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let t = best_of(reps.max(2), || a.matmul(&b).map(|_| ()).map_err(Into::into))?;
+    let t = median_of(reps.max(2), || a.matmul(&b).map(|_| ()).map_err(Into::into))?;
     Ok(2.0 * (n as f64).powi(3) / t.as_secs_f64() / 1e9)
 }
 
@@ -194,7 +185,7 @@ fn bench_dit(reps: usize, tiny_only: bool) -> Result<()> {
             states: &y,
             mask: Some(&mask),
         };
-        let time = best_of(reps, || {
+        let time = median_of(reps, || {
             dit.forward(&x, &ts, text, 0)
                 .map(|_| ())
                 .map_err(Into::into)
@@ -217,15 +208,44 @@ pub fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Bsa {
             grid,
+            grid_q,
+            grid_k,
             heads,
             head_dim,
             sparsity,
             reps,
+            sparse_only,
+            dense_rows,
         } => {
-            let grid: [usize; 3] = grid
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("--grid takes three numbers"))?;
-            bench_bsa(grid, heads, head_dim, &sparsity, reps)
+            let grid: [usize; 3] = match grid.try_into() {
+                Ok(g) => g,
+                Err(_) => bail!("--grid takes three numbers"),
+            };
+            let pick = |s: Option<String>| s.map(|s| attn::parse_grid(&s)).unwrap_or(Ok(grid));
+            attn::bench_bsa(&attn::BsaBench {
+                grid_q: pick(grid_q)?,
+                grid_k: pick(grid_k)?,
+                heads,
+                head_dim,
+                sparsities: sparsity,
+                reps,
+                sparse_only,
+                dense_rows,
+            })
+        }
+        BenchCommand::Attention {
+            tokens,
+            heads,
+            head_dim,
+            reps,
+        } => attn::bench_dense(tokens, heads, head_dim, reps),
+        BenchCommand::Shapes { only } => {
+            let all = [
+                shapes::ShapeCase::Bsa,
+                shapes::ShapeCase::Dense,
+                shapes::ShapeCase::Block,
+            ];
+            shapes::bench_shapes(if only.is_empty() { &all } else { &only })
         }
         BenchCommand::Dit { reps, tiny_only } => bench_dit(reps, tiny_only),
     }

@@ -5,6 +5,7 @@
 //! Everything is generic over device and dtype (CPU f32 for tests; CUDA bf16 behind the
 //! `cuda` feature).
 
+pub mod attention;
 pub mod bsa;
 pub mod checkpoint;
 pub mod conv3d;

@@ -61,6 +61,8 @@ pub struct BlockArgs<'a> {
     pub want_kv: bool,
     /// Self-attention kernel selection.
     pub backend: &'a SelfAttnBackend,
+    /// Record BSA block masks in the output (tracing only).
+    pub record_bsa: bool,
 }
 
 /// A DiT block.
@@ -228,9 +230,15 @@ impl Block {
             let v_full = Tensor::cat(&[&cv, &v], 2)?;
             let q = a.rope.apply(&q, nc)?;
             let tk = (nc + n) / hw;
-            let o = a
-                .backend
-                .attend(&q, &k_full, &v_full, [tt, hh, ww], [tk, hh, ww], tt)?;
+            let o = a.backend.attend(
+                &q,
+                &k_full,
+                &v_full,
+                [tt, hh, ww],
+                [tk, hh, ww],
+                tt,
+                a.record_bsa,
+            )?;
             keep("", o)
         } else {
             let q = a.rope.apply(&q, 0)?;
@@ -241,20 +249,32 @@ impl Block {
                 let qc = q.narrow(2, 0, nc)?;
                 let kc = k.narrow(2, 0, nc)?;
                 let vc = v.narrow(2, 0, nc)?;
-                let o = a
-                    .backend
-                    .attend(&qc, &kc, &vc, [tc, hh, ww], [tc, hh, ww], tt)?;
+                let o = a.backend.attend(
+                    &qc,
+                    &kc,
+                    &vc,
+                    [tc, hh, ww],
+                    [tc, hh, ww],
+                    tt,
+                    a.record_bsa,
+                )?;
                 let xc = keep("cond", o);
                 let qn = q.narrow(2, nc, n - nc)?;
-                let o = a
-                    .backend
-                    .attend(&qn, &k, &v, [tt - tc, hh, ww], [tt, hh, ww], tt)?;
+                let o = a.backend.attend(
+                    &qn,
+                    &k,
+                    &v,
+                    [tt - tc, hh, ww],
+                    [tt, hh, ww],
+                    tt,
+                    a.record_bsa,
+                )?;
                 let xn = keep("noise", o);
                 Tensor::cat(&[xc, xn], 2)?
             } else {
-                let o = a
-                    .backend
-                    .attend(&q, &k, &v, [tt, hh, ww], [tt, hh, ww], tt)?;
+                let o =
+                    a.backend
+                        .attend(&q, &k, &v, [tt, hh, ww], [tt, hh, ww], tt, a.record_bsa)?;
                 keep("", o)
             }
         };

@@ -10,10 +10,6 @@ use crate::lora::LoraAdapter;
 /// Epsilon of every norm in the DiT.
 pub const NORM_EPS: f64 = 1e-6;
 
-/// Query rows per attention chunk are chosen so one score chunk stays below this many
-/// elements (bounds memory on long videos).
-const MAX_SCORE_ELEMS: usize = 1 << 28;
-
 /// A linear layer `y = x W^T + b` that can carry unmerged LoRA adapters or have them merged
 /// into its weight (restorably).
 #[derive(Debug, Clone)]
@@ -174,37 +170,12 @@ pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
     Ok(sum.to_dtype(x.dtype())?)
 }
 
-/// Softmax attention in f32: `softmax(q k^T / sqrt(d) + bias) v`.
+/// Softmax attention `softmax(q k^T / sqrt(d) + bias) v` with flash-style tiles (online
+/// softmax, f32 accumulation): memory per call is bounded by the tile, not rows × keys.
 ///
-/// `q` `[B, H, Sq, D]`, `k`/`v` `[B, H, Sk, D]`, optional additive `bias` broadcastable to
-/// `[B, H, Sq, Sk]` (only its key dim may be non-singleton besides batch). Returns `q`'s dtype.
+/// `q` `[B, H, Sq, D]`, `k`/`v` `[B, H, Sk, D]`, optional f32 additive key `bias`
+/// broadcastable to `[B, 1, 1, Sk]`. Returns `q`'s dtype.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let dtype = q.dtype();
-    let (b, h, sq, d) = q.dims4()?;
-    let sk = k.dims()[2];
-    let scale = 1.0 / (d as f64).sqrt();
-    let kt = k.to_dtype(DType::F32)?.transpose(2, 3)?.contiguous()?;
-    let vf = v.to_dtype(DType::F32)?.contiguous()?;
-    let qf = q.to_dtype(DType::F32)?;
-    let per_row = (b * h * sk).max(1);
-    let chunk = (MAX_SCORE_ELEMS / per_row).clamp(1, sq.max(1));
-    let mut outs = Vec::with_capacity(sq.div_ceil(chunk));
-    let mut start = 0;
-    while start < sq {
-        let len = chunk.min(sq - start);
-        let qc = qf.narrow(2, start, len)?.contiguous()?;
-        let mut scores = (qc.matmul(&kt)? * scale)?;
-        if let Some(bias) = bias {
-            scores = scores.broadcast_add(bias)?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        outs.push(probs.matmul(&vf)?);
-        start += len;
-    }
-    let out = if outs.len() == 1 {
-        outs.remove(0)
-    } else {
-        Tensor::cat(&outs, 2)?
-    };
-    Ok(out.to_dtype(dtype)?)
+    let d = q.dim(3)?;
+    crate::attention::flash_attention(q, k, v, bias, 1.0 / (d as f64).sqrt())
 }

@@ -364,6 +364,7 @@ impl LongCatDit {
                 cache: args.cache.map(|c| &c.blocks[i]),
                 want_kv: args.want_kv,
                 backend: &self.backend,
+                record_bsa: trace.is_some(),
             };
             let out = block.forward(&hs, &bargs)?;
             hs = out.hidden;
