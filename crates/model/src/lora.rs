@@ -171,6 +171,32 @@ impl LoraAdapter {
         Ok((up * self.scale)?)
     }
 
+    /// The output delta restricted to output features `start..start + len` (what
+    /// [`Self::delta`] gives for those columns, without computing the others).
+    pub fn delta_rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let n = self.layer.ups.len();
+        let rank = self.layer.down.dims()[0] / n;
+        let per = self.layer.ups.first().map(|u| u.dims()[0]).unwrap_or(0);
+        let end = start + len;
+        let mut parts = Vec::new();
+        for (j, up) in self.layer.ups.iter().enumerate() {
+            let (lo, hi) = (start.max(j * per), end.min((j + 1) * per));
+            if lo >= hi {
+                continue;
+            }
+            let down = self.layer.down.narrow(0, j * rank, rank)?.to_dtype(dtype)?;
+            let up = up.narrow(0, lo - j * per, hi - lo)?.to_dtype(dtype)?;
+            parts.push(matmul_last(&matmul_last(x, &down)?, &up)?);
+        }
+        let out = if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Tensor::cat(&parts, D::Minus1)?
+        };
+        Ok((out * self.scale)?)
+    }
+
     /// The f32 weight delta `scale * blockdiag(up_j) @ down`, `[out, in]`.
     pub fn weight_delta(&self) -> Result<Tensor> {
         let n = self.layer.ups.len();
@@ -182,5 +208,42 @@ impl LoraAdapter {
             rows.push(up.to_dtype(DType::F32)?.matmul(&d)?);
         }
         Ok((Tensor::cat(&rows, 0)? * self.scale)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_rows_equals_the_matching_columns_of_delta() {
+        let dev = Device::Cpu;
+        let (rank, n, per, inp) = (3, 3, 8, 10);
+        let layer = LoraLayer {
+            down: Tensor::randn(0f32, 1.0, (n * rank, inp), &dev).unwrap(),
+            ups: (0..n)
+                .map(|_| Tensor::randn(0f32, 1.0, (per, rank), &dev).unwrap())
+                .collect(),
+            alpha_scale: 0.5,
+        };
+        let a = LoraAdapter::new(layer, 1.5);
+        let x = Tensor::randn(0f32, 1.0, (2, 5, inp), &dev).unwrap();
+        let full = a.delta(&x).unwrap();
+        // Whole up blocks (the q/k/v parts), a range inside one block, one across two.
+        for (start, len) in [(0, 8), (8, 8), (16, 8), (3, 4), (6, 12), (0, 24)] {
+            let part = a.delta_rows(&x, start, len).unwrap();
+            let want = full.narrow(D::Minus1, start, len).unwrap();
+            let diff = (part - want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-5, "rows {start}+{len}: {diff}");
+        }
     }
 }

@@ -173,20 +173,15 @@ impl Block {
         })
     }
 
-    /// Splits a fused projection `[B, N, k*C]` into `k` head tensors `[B, H, N, D]`.
-    fn split_heads(&self, t: &Tensor, k: usize) -> Result<Vec<Tensor>> {
-        let (b, n, kc) = t.dims3()?;
-        let c = kc / k;
-        let d = c / self.heads;
-        let t = t.reshape((b, n, k, self.heads, d))?;
-        (0..k)
-            .map(|i| {
-                Ok(t.narrow(2, i, 1)?
-                    .squeeze(2)?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            })
-            .collect()
+    /// Part `i` of `k` of a fused projection as heads `[B, H, N, D]` (a strided view: the
+    /// part is computed on its own, so no fused output exists).
+    fn project_heads(&self, layer: &DitLinear, x: &Tensor, i: usize, k: usize) -> Result<Tensor> {
+        let c = layer.out_dim() / k;
+        let part = layer.forward_rows(x, i * c, c)?;
+        let (b, n, _) = part.dims3()?;
+        Ok(part
+            .reshape((b, n, self.heads, c / self.heads))?
+            .transpose(1, 2)?)
     }
 
     fn merge_heads(t: &Tensor) -> Result<Tensor> {
@@ -201,10 +196,9 @@ impl Block {
         a: &BlockArgs,
     ) -> Result<(Tensor, Option<BlockKv>, Vec<(String, Tensor)>)> {
         let n = x.dims()[1];
-        let parts = self.split_heads(&self.qkv.forward(x)?, 3)?;
-        let q = rms_norm_f32(&parts[0], &self.q_norm)?;
-        let k = rms_norm_f32(&parts[1], &self.k_norm)?;
-        let v = parts[2].clone();
+        let q = rms_norm_f32(&self.project_heads(&self.qkv, x, 0, 3)?, &self.q_norm)?;
+        let k = rms_norm_f32(&self.project_heads(&self.qkv, x, 1, 3)?, &self.k_norm)?;
+        let v = self.project_heads(&self.qkv, x, 2, 3)?;
         let kv = if a.want_kv {
             Some(BlockKv {
                 k: k.clone(),
@@ -282,13 +276,13 @@ impl Block {
     }
 
     fn cross_attention(&self, x: &Tensor, text: &TextContext) -> Result<Tensor> {
-        let q = rms_norm_f32(
-            &self.split_heads(&self.cq.forward(x)?, 1)?[0],
-            &self.cq_norm,
+        let q = rms_norm_f32(&self.project_heads(&self.cq, x, 0, 1)?, &self.cq_norm)?;
+        let k = rms_norm_f32(
+            &self.project_heads(&self.ckv, &text.y, 0, 2)?,
+            &self.ck_norm,
         )?;
-        let kv = self.split_heads(&self.ckv.forward(&text.y)?, 2)?;
-        let k = rms_norm_f32(&kv[0], &self.ck_norm)?;
-        let out = attention(&q, &k, &kv[1], text.bias.as_ref())?;
+        let v = self.project_heads(&self.ckv, &text.y, 1, 2)?;
+        let out = attention(&q, &k, &v, text.bias.as_ref())?;
         self.cproj.forward(&Self::merge_heads(&out)?)
     }
 }

@@ -72,6 +72,24 @@ impl DitLinear {
         self.forward_as(x, DType::F32)
     }
 
+    /// Output features `start..start + len` only (the rows of the weight), e.g. the q, k or v
+    /// part of a fused projection: at refinement size the fused output would exceed 2^31
+    /// elements, the limit of one device kernel.
+    pub fn forward_rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        let dtype = self.weight.dtype();
+        let x = x.to_dtype(dtype)?;
+        let w = self.weight.narrow(0, start, len)?;
+        let mut y = matmul_last(&x, &w)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(&b.narrow(0, start, len)?)?;
+        }
+        for a in &self.adapters {
+            y = (y + a.delta_rows(&x, start, len)?)?;
+        }
+        check_kernel_size(&y, &self.path);
+        Ok(y)
+    }
+
     fn forward_as(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
         let x = x.to_dtype(dtype)?;
         let w = self.weight.to_dtype(dtype)?;
@@ -82,6 +100,7 @@ impl DitLinear {
         for a in &self.adapters {
             y = (y + a.delta(&x)?)?;
         }
+        check_kernel_size(&y, &self.path);
         Ok(y)
     }
 
@@ -108,6 +127,21 @@ impl DitLinear {
             self.weight = w;
         }
     }
+}
+
+/// Elements one device kernel may cover: candle's CUDA kernels launch with a `u32` element
+/// count, so a bigger elementwise op would silently compute only part of its output.
+pub const MAX_KERNEL_ELEMS: usize = 1 << 31;
+
+/// Debug builds fail loudly when `t` is larger than one kernel may be (release builds trust
+/// the shapes planned for the official sizes).
+pub fn check_kernel_size(t: &Tensor, what: &str) {
+    debug_assert!(
+        t.elem_count() < MAX_KERNEL_ELEMS,
+        "{what}: {:?} has {} elements, over the 2^31 limit of one kernel",
+        t.dims(),
+        t.elem_count()
+    );
 }
 
 /// `x W^T` over the last dim of `x` (any leading dims).
