@@ -126,24 +126,22 @@ pub fn select_blocks(
     let sk = k_blocks.dim(1)?;
     let (nq, nk) = (sq / cq, sk / ck);
     let sm_scale = 1.0 / (d as f64).sqrt();
-    // Mean pooling in f32 (per block, so no whole-tensor f32 copy is kept).
-    let q_cmp = q_blocks
-        .reshape((bh, nq, cq, d))?
-        .to_dtype(DType::F32)?
-        .mean(2)?;
-    let k_cmp = k_blocks
-        .reshape((bh, nk, ck, d))?
-        .to_dtype(DType::F32)?
-        .mean(2)?;
     let heads_per_chunk = (MAX_SELECTION_ELEMS / (nq * nk).max(1)).clamp(1, bh.max(1));
     let mut ids = Vec::new();
     let mut lens = Vec::new();
     let mut h0 = 0;
     while h0 < bh {
         let hc = heads_per_chunk.min(bh - h0);
-        let scores = q_cmp
-            .narrow(0, h0, hc)?
-            .matmul(&k_cmp.narrow(0, h0, hc)?.t()?)?; // [hc, nq, nk]
+        // Mean pooling in f32, a few heads at a time (no whole-tensor f32 copy of q or k).
+        let pool = |t: &Tensor, n: usize, c: usize| -> Result<Tensor> {
+            Ok(t.narrow(0, h0, hc)?
+                .reshape((hc, n, c, d))?
+                .to_dtype(DType::F32)?
+                .mean(2)?)
+        };
+        let q_cmp = pool(q_blocks, nq, cq)?;
+        let k_cmp = pool(k_blocks, nk, ck)?;
+        let scores = q_cmp.matmul(&k_cmp.t()?)?; // [hc, nq, nk]
         let (i, l) = select_from_scores(&scores, params, sm_scale)?;
         ids.push(i);
         lens.push(l);
