@@ -65,6 +65,9 @@ pub struct BlockArgs<'a> {
     pub record_bsa: bool,
 }
 
+/// FFN hidden elements computed at once (see [`Block::ffn`]).
+const FFN_HIDDEN_ELEMS: usize = 1 << 26;
+
 /// A DiT block.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -164,12 +167,34 @@ impl Block {
         }
 
         let xm = modulate_f32(&x, &shift_mlp, &scale_mlp)?;
-        let h = (candle_nn::ops::silu(&self.w1.forward(&xm)?)? * self.w3.forward(&xm)?)?;
-        let xs = self.w2.forward(&h)?;
+        let xs = self.ffn(&xm)?;
         Ok(BlockOutput {
             hidden: gated_residual(&x, &xs, &gate_mlp)?,
             kv,
             bsa_masks,
+        })
+    }
+
+    /// SwiGLU `w2(silu(w1 x) * w3 x)` over chunks of tokens, so the hidden states held at once
+    /// stay under [`FFN_HIDDEN_ELEMS`] elements (at refinement the whole hidden tensor would
+    /// be 183,040 × 11,008 elements, near one kernel's 2^31 limit and 8 GB in f32).
+    fn ffn(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, n, _) = x.dims3()?;
+        let hidden = self.w1.out_dim();
+        let tokens = (FFN_HIDDEN_ELEMS / (b * hidden).max(1)).clamp(1, n.max(1));
+        let mut outs = Vec::with_capacity(n.div_ceil(tokens));
+        let mut t0 = 0;
+        while t0 < n {
+            let len = tokens.min(n - t0);
+            let xc = x.narrow(1, t0, len)?;
+            let h = (candle_nn::ops::silu(&self.w1.forward(&xc)?)? * self.w3.forward(&xc)?)?;
+            outs.push(self.w2.forward(&h)?);
+            t0 += len;
+        }
+        Ok(if outs.len() == 1 {
+            outs.remove(0)
+        } else {
+            Tensor::cat(&outs, 1)?
         })
     }
 
