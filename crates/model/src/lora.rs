@@ -244,17 +244,24 @@ mod tests {
             let v: Vec<f32> = (0..r * c).map(|k| ((k * 7) % 11) as f32 - 5.0).collect();
             Tensor::from_vec(v, (r, c), &dev).unwrap()
         };
-        let qkv = "lora___lorahyphen___blocks___lorahyphen___0___lorahyphen___attn___lorahyphen___qkv";
+        let qkv =
+            "lora___lorahyphen___blocks___lorahyphen___0___lorahyphen___attn___lorahyphen___qkv";
         let w1 = "lora___lorahyphen___blocks___lorahyphen___0___lorahyphen___ffn___lorahyphen___w1";
         let mut sd: HashMap<String, Tensor> = HashMap::new();
         sd.insert(format!("{qkv}.lora_down.weight"), ramp(6, 8));
         for j in 0..3 {
             sd.insert(format!("{qkv}.lora_up.blocks.{j}.weight"), ramp(8, 2));
         }
-        sd.insert(format!("{qkv}.alpha_scale"), Tensor::new(0.25f32, &dev).unwrap());
+        sd.insert(
+            format!("{qkv}.alpha_scale"),
+            Tensor::new(0.25f32, &dev).unwrap(),
+        );
         sd.insert(format!("{w1}.lora_down.weight"), ramp(2, 8));
         sd.insert(format!("{w1}.lora_up.weight"), ramp(32, 2));
-        sd.insert(format!("{w1}.alpha_scale"), Tensor::new(0.5f32, &dev).unwrap());
+        sd.insert(
+            format!("{w1}.alpha_scale"),
+            Tensor::new(0.5f32, &dev).unwrap(),
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lora.safetensors");
         candle_core::safetensors::save(&sd, &path).unwrap();
@@ -281,7 +288,9 @@ mod tests {
 
         sd.remove(&format!("{w1}.alpha_scale"));
         candle_core::safetensors::save(&sd, &path).unwrap();
-        let err = LoraWeights::load(&path, &dev, DType::F32).unwrap_err().to_string();
+        let err = LoraWeights::load(&path, &dev, DType::F32)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("alpha_scale"), "{err}");
     }
 }

@@ -130,7 +130,11 @@ impl DitLinear {
         let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
         bytes(&self.weight)
             + self.bias.as_ref().map_or(0, bytes)
-            + self.adapters.iter().map(LoraAdapter::held_bytes).sum::<usize>()
+            + self
+                .adapters
+                .iter()
+                .map(LoraAdapter::held_bytes)
+                .sum::<usize>()
     }
 }
 

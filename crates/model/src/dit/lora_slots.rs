@@ -138,6 +138,10 @@ impl LongCatDit {
 
     /// Bytes of the registered LoRA factors.
     pub fn lora_bytes(&self) -> usize {
-        self.loras.registered.values().map(LoraWeights::held_bytes).sum()
+        self.loras
+            .registered
+            .values()
+            .map(LoraWeights::held_bytes)
+            .sum()
     }
 }

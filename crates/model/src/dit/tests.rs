@@ -373,22 +373,19 @@ fn merged_lora_keeps_no_copy_and_clear_restores_the_exact_weights() {
     ] {
         let before = weight_bits(&mut dit);
         let bytes = dit.linear_weight_bytes();
-        let w = super::random::random_lora(
-            &cfg,
-            LoraKind::Refinement,
-            4,
-            2,
-            &Device::Cpu,
-            DType::BF16,
-        )
-        .unwrap();
+        let w =
+            super::random::random_lora(&cfg, LoraKind::Refinement, 4, 2, &Device::Cpu, DType::BF16)
+                .unwrap();
         dit.register_lora("r", w).unwrap();
         for round in 0..2 {
             dit.enable_loras(&[("r".into(), 1.0)], LoraMode::Merged)
                 .unwrap();
             let merged = weight_bits(&mut dit);
             let changed = before.iter().zip(&merged).filter(|(a, b)| a != b).count();
-            assert!(changed >= 16, "{what}: the merge changed only {changed} layers");
+            assert!(
+                changed >= 16,
+                "{what}: the merge changed only {changed} layers"
+            );
             assert_eq!(
                 dit.linear_weight_bytes(),
                 bytes,
@@ -418,7 +415,11 @@ fn rope_tables_are_cached_per_grid_across_forwards() {
     let a = dit.forward(&i.x, &i.t, text, 1).unwrap();
     assert_eq!(dit.cached_rope_grids(), vec![[2, 2, 4]]);
     let b = dit.forward(&i.x, &i.t, text, 1).unwrap();
-    assert_eq!(dit.cached_rope_grids(), vec![[2, 2, 4]], "same grid, no new table");
+    assert_eq!(
+        dit.cached_rope_grids(),
+        vec![[2, 2, 4]],
+        "same grid, no new table"
+    );
     assert_eq!(max_diff(&a, &b), 0.0);
     // With a cache of one condition frame the positions run over 1 + 2 frames.
     let cache = dit.cache_condition(&i.x.narrow(2, 0, 1).unwrap()).unwrap();
