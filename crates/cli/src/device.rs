@@ -1,12 +1,26 @@
-//! `--device`: where the model runs.
+//! `--device`: where the model runs; `--text-encoder`: where the text encoder stays.
 
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
+use longcat_pipeline::text_encoder::TextEncoderPolicy;
 
 /// Help text shared by the commands that take `--device`.
 pub const DEVICE_HELP: &str =
     "auto (the first CUDA GPU when this build has the `cuda` feature and \
      one is present, else the CPU), cpu, cuda or cuda:N";
+
+/// Help text shared by the commands that take `--text-encoder`.
+pub const TEXT_ENCODER_HELP: &str =
+    "Where the umT5 text encoder stays between jobs: resident (on the device all the time), \
+     offload (default: moved to host RAM once the prompts are encoded and back for the next \
+     job; a no-op on the CPU device) or reload (dropped after encoding, re-read from the \
+     memory-mapped checkpoint for the next job). See docs/memory.md";
+
+/// Parses `resident`, `offload` or `reload`.
+pub fn parse_text_encoder(spec: &str) -> Result<TextEncoderPolicy> {
+    spec.parse::<TextEncoderPolicy>()
+        .map_err(|e| anyhow::anyhow!(e))
+}
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N` and opens the device.
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -42,6 +56,20 @@ pub fn device_name(device: &Device) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_text_encoder_policies() {
+        for (spec, want) in [
+            ("resident", TextEncoderPolicy::Resident),
+            (" Offload ", TextEncoderPolicy::Offload),
+            ("reload", TextEncoderPolicy::Reload),
+        ] {
+            assert_eq!(parse_text_encoder(spec).unwrap(), want);
+        }
+        let e = parse_text_encoder("gpu").unwrap_err().to_string();
+        assert!(e.contains("resident, offload or reload"), "{e}");
+        assert_eq!(TextEncoderPolicy::default(), TextEncoderPolicy::Offload);
+    }
 
     #[test]
     fn parses_the_cpu_and_refuses_nonsense() {

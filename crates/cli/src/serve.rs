@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
 use serde::Deserialize;
@@ -38,6 +39,9 @@ pub struct ServeArgs {
     /// Where the model runs [default: auto].
     #[arg(long, env = "LONGCAT_DEVICE", value_name = "DEVICE", long_help = crate::device::DEVICE_HELP)]
     device: Option<String>,
+    /// Where the text encoder stays between jobs: resident, offload or reload [default: offload].
+    #[arg(long, env = "LONGCAT_TEXT_ENCODER", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
+    text_encoder: Option<TextEncoderPolicy>,
     /// In-process workers (0 = only serve; run jobs with `longcat worker`) [default: 1].
     #[arg(long, env = "LONGCAT_WORKERS")]
     workers: Option<usize>,
@@ -91,6 +95,7 @@ struct FileConfig {
     public_url: Option<String>,
     weights: Option<PathBuf>,
     device: Option<String>,
+    text_encoder: Option<String>,
     workers: Option<usize>,
     storage: Option<String>,
     database_url: Option<String>,
@@ -177,7 +182,14 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     let weights = args.weights.or(file.weights);
     let (spawn_workers, model) = if workers > 0 {
         let device = args.device.or(file.device).unwrap_or_else(|| "auto".into());
-        let generator = load_generator(weights, &device)?;
+        let text_encoder = match (args.text_encoder, &file.text_encoder) {
+            (Some(p), _) => p,
+            (None, Some(s)) => {
+                crate::device::parse_text_encoder(s).context("text_encoder in the --config file")?
+            }
+            (None, None) => TextEncoderPolicy::default(),
+        };
+        let generator = load_generator(weights, &device, text_encoder)?;
         let model = generator.info();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
@@ -272,6 +284,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
 fn load_generator(
     weights: Option<PathBuf>,
     device: &str,
+    text_encoder: TextEncoderPolicy,
 ) -> Result<std::sync::Arc<dyn longcat_pipeline::VideoGenerator>> {
     use longcat_pipeline::generator::{load_generator, GeneratorOptions};
     let device = crate::device::parse_device(device)?;
@@ -279,9 +292,14 @@ fn load_generator(
         "longcat serve: model device {}",
         crate::device::device_name(&device)
     );
+    eprintln!(
+        "longcat serve: text encoder {}",
+        text_encoder.effective(&device)
+    );
     let opts = GeneratorOptions {
         weights_dir: weights,
         device,
+        text_encoder,
         ..GeneratorOptions::default()
     };
     let generator = load_generator(&opts).context("loading the model")?;

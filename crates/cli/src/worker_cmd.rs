@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use longcat_media::EncoderConfig;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
+use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_storage::Storage;
 use longcat_store::JobStore;
 use longcat_worker::webhook::{WebhookConfig, WebhookKey};
@@ -42,6 +43,9 @@ pub struct WorkerArgs {
     /// Where the model runs.
     #[arg(long, env = "LONGCAT_DEVICE", default_value = "auto", long_help = crate::device::DEVICE_HELP)]
     pub device: String,
+    /// Where the text encoder stays between jobs: resident, offload or reload.
+    #[arg(long, env = "LONGCAT_TEXT_ENCODER", default_value = "offload", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
+    pub text_encoder: TextEncoderPolicy,
     /// Shared secret for the `X-Longcat-Signature` webhook header.
     #[arg(long, env = "LONGCAT_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
@@ -103,6 +107,7 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
     let options = GeneratorOptions {
         weights_dir: args.weights.clone(),
         device: crate::device::parse_device(&args.device)?,
+        text_encoder: args.text_encoder,
         ..Default::default()
     };
     let generator = tokio::task::spawn_blocking(move || load_generator(&options))

@@ -7,9 +7,10 @@
 //! `<name>.alpha_scale`. The delta on the layer output is
 //! `multiplier * alpha_scale * concat_j(up_j(chunk_j(down(x))))`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::dit::layers::matmul_last;
@@ -48,10 +49,24 @@ pub struct LoraWeights {
 }
 
 impl LoraWeights {
-    /// Reads an official LoRA safetensors file onto `device` in `dtype`.
+    /// Reads an official LoRA safetensors file onto `device` in `dtype`. The file is
+    /// memory-mapped and converted tensor by tensor, so it is never read whole into RAM.
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        let tensors = candle_core::safetensors::load(path, device)?;
-        Self::from_tensors(&tensors, &path.display().to_string(), dtype)
+        // SAFETY: the file is mapped read-only and must not be modified while it is being
+        // loaded (as for every checkpoint file; docs/checkpoint.md).
+        let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })?;
+        let names: BTreeSet<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
+        let get = |name: &str| -> Result<Option<Tensor>> {
+            if names.contains(name) {
+                Ok(Some(st.load(name, device)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Self::build(&names, get, &path.display().to_string(), dtype)
     }
 
     /// Builds the layers from a loaded state dict (`file` names it in errors).
@@ -60,12 +75,24 @@ impl LoraWeights {
         file: &str,
         dtype: DType,
     ) -> Result<Self> {
+        let names: BTreeSet<String> = tensors.keys().cloned().collect();
+        Self::build(&names, |name| Ok(tensors.get(name).cloned()), file, dtype)
+    }
+
+    /// Builds the layers from the stored tensor `names`, reading each tensor once with `get`
+    /// (in its stored dtype) and converting the factors to `dtype`.
+    fn build(
+        names: &BTreeSet<String>,
+        get: impl Fn(&str) -> Result<Option<Tensor>>,
+        file: &str,
+        dtype: DType,
+    ) -> Result<Self> {
         let missing = |tensor: String| ModelError::MissingTensor {
             tensor,
             file: file.to_string(),
         };
         let mut layers = BTreeMap::new();
-        for key in tensors.keys() {
+        for key in names {
             let Some(name) = key.strip_suffix(".lora_down.weight") else {
                 continue;
             };
@@ -77,15 +104,15 @@ impl LoraWeights {
                     ))
                 })?
                 .replace(HYPHEN, ".");
-            let down = tensors[key].to_dtype(dtype)?;
+            let down = get(key)?
+                .ok_or_else(|| missing(key.clone()))?
+                .to_dtype(dtype)?;
             let single = format!("{name}.lora_up.weight");
-            let ups = if let Some(up) = tensors.get(&single) {
+            let ups = if let Some(up) = get(&single)? {
                 vec![up.to_dtype(dtype)?]
             } else {
                 let mut ups = Vec::new();
-                while let Some(up) =
-                    tensors.get(&format!("{name}.lora_up.blocks.{}.weight", ups.len()))
-                {
+                while let Some(up) = get(&format!("{name}.lora_up.blocks.{}.weight", ups.len()))? {
                     ups.push(up.to_dtype(dtype)?);
                 }
                 if ups.is_empty() {
@@ -94,8 +121,7 @@ impl LoraWeights {
                 ups
             };
             let alpha_key = format!("{name}.alpha_scale");
-            let alpha_scale = tensors
-                .get(&alpha_key)
+            let alpha_scale = get(&alpha_key)?
                 .ok_or_else(|| missing(alpha_key.clone()))?
                 .to_dtype(DType::F64)?
                 .flatten_all()?
@@ -122,6 +148,21 @@ impl LoraWeights {
         }
         Ok(Self { layers })
     }
+
+    /// Bytes of every factor held.
+    pub fn held_bytes(&self) -> usize {
+        self.layers.values().map(LoraLayer::held_bytes).sum()
+    }
+}
+
+impl LoraLayer {
+    /// Bytes of the factors.
+    pub fn held_bytes(&self) -> usize {
+        std::iter::once(&self.down)
+            .chain(&self.ups)
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
 }
 
 /// A LoRA layer bound to a multiplier, ready to be applied to one linear layer.
@@ -136,6 +177,11 @@ impl LoraAdapter {
     pub fn new(layer: LoraLayer, multiplier: f64) -> Self {
         let scale = multiplier * layer.alpha_scale;
         Self { layer, scale }
+    }
+
+    /// Bytes of the factors this adapter holds.
+    pub fn held_bytes(&self) -> usize {
+        self.layer.held_bytes()
     }
 
     /// Checks that the factors fit a `[out, in]` linear layer.
@@ -213,7 +259,66 @@ impl LoraAdapter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+
+    #[test]
+    fn mmapped_load_matches_the_state_dict() {
+        let dev = Device::Cpu;
+        let ramp = |r: usize, c: usize| {
+            let v: Vec<f32> = (0..r * c).map(|k| ((k * 7) % 11) as f32 - 5.0).collect();
+            Tensor::from_vec(v, (r, c), &dev).unwrap()
+        };
+        let qkv =
+            "lora___lorahyphen___blocks___lorahyphen___0___lorahyphen___attn___lorahyphen___qkv";
+        let w1 = "lora___lorahyphen___blocks___lorahyphen___0___lorahyphen___ffn___lorahyphen___w1";
+        let mut sd: HashMap<String, Tensor> = HashMap::new();
+        sd.insert(format!("{qkv}.lora_down.weight"), ramp(6, 8));
+        for j in 0..3 {
+            sd.insert(format!("{qkv}.lora_up.blocks.{j}.weight"), ramp(8, 2));
+        }
+        sd.insert(
+            format!("{qkv}.alpha_scale"),
+            Tensor::new(0.25f32, &dev).unwrap(),
+        );
+        sd.insert(format!("{w1}.lora_down.weight"), ramp(2, 8));
+        sd.insert(format!("{w1}.lora_up.weight"), ramp(32, 2));
+        sd.insert(
+            format!("{w1}.alpha_scale"),
+            Tensor::new(0.5f32, &dev).unwrap(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lora.safetensors");
+        candle_core::safetensors::save(&sd, &path).unwrap();
+
+        let direct = LoraWeights::from_tensors(&sd, "sd", DType::BF16).unwrap();
+        let mapped = LoraWeights::load(&path, &dev, DType::BF16).unwrap();
+        assert_eq!(
+            mapped.layers.keys().collect::<Vec<_>>(),
+            ["blocks.0.attn.qkv", "blocks.0.ffn.w1"]
+        );
+        for (k, a) in &direct.layers {
+            let b = &mapped.layers[k];
+            assert_eq!(a.alpha_scale, b.alpha_scale);
+            assert_eq!(b.down.dtype(), DType::BF16);
+            let flat = |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap();
+            let same = |x: &Tensor, y: &Tensor| {
+                flat(x).to_vec1::<f32>().unwrap() == flat(y).to_vec1::<f32>().unwrap()
+            };
+            assert!(same(&a.down, &b.down), "{k}");
+            assert_eq!(a.ups.len(), b.ups.len());
+            assert!(a.ups.iter().zip(&b.ups).all(|(x, y)| same(x, y)), "{k}");
+        }
+        assert_eq!(mapped.held_bytes(), (6 * 8 + 3 * 16 + 16 + 64) * 2);
+
+        sd.remove(&format!("{w1}.alpha_scale"));
+        candle_core::safetensors::save(&sd, &path).unwrap();
+        let err = LoraWeights::load(&path, &dev, DType::F32)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("alpha_scale"), "{err}");
+    }
 
     #[test]
     fn delta_rows_equals_the_matching_columns_of_delta() {

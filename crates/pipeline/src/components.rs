@@ -42,6 +42,15 @@ impl TextConditioning {
 pub trait PromptEncoder {
     /// Tokenizes (fixed length, padded) and encodes `prompt`.
     fn encode_prompt(&self, prompt: &str) -> Result<TextConditioning>;
+    /// Makes the encoder ready on the device before a job's prompts (default: it always is).
+    fn acquire(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Called once a job's prompts are encoded: the encoder may free its device memory
+    /// (default: keeps it).
+    fn release(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A diagonal Gaussian posterior of the VAE encoder.

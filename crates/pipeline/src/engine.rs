@@ -239,13 +239,21 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         let mut noise = SeededNoise::new(req.seed);
 
         rep.report(Stage::EncodeText, 0, 0, 1);
-        let positive = self.text.encode_prompt(&req.prompt)?;
         let cfg_on = mode == Stage1Mode::Full && req.guidance_scale > 1.0;
-        let negative = if cfg_on {
-            Some(self.text.encode_prompt(&req.negative_prompt)?)
-        } else {
-            None
-        };
+        // The text encoder is on the device only while this job's prompts are encoded
+        // (its policy decides what release does).
+        self.text.acquire()?;
+        let encoded = (|| {
+            let positive = self.text.encode_prompt(&req.prompt)?;
+            let negative = if cfg_on {
+                Some(self.text.encode_prompt(&req.negative_prompt)?)
+            } else {
+                None
+            };
+            Ok::<_, PipelineError>((positive, negative))
+        })();
+        self.text.release()?;
+        let (positive, negative) = encoded?;
         cancel.check()?;
 
         rep.report(Stage::EncodeImage, 0, 0, 1);

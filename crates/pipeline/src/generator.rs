@@ -8,7 +8,6 @@ use candle_core::{DType, Device};
 use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
-use longcat_model::umt5::Umt5Encoder;
 use longcat_model::vae::{VaeConfig, WanVae};
 use longcat_model::ModelError;
 
@@ -16,6 +15,7 @@ use crate::api::{PipelineError, VideoGenerator};
 use crate::components::LoraKind;
 use crate::engine::{Engine, EngineConfig, LockedEngine};
 use crate::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
+use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 use crate::tiny;
 
 /// How to build the generator.
@@ -27,6 +27,9 @@ pub struct GeneratorOptions {
     pub device: Device,
     /// Weight dtype; `None` picks f32 on the CPU and bf16 on a GPU (as the official demo).
     pub dtype: Option<DType>,
+    /// Where the text encoder stays between jobs (default `offload`, which is `resident`
+    /// on the CPU device).
+    pub text_encoder: TextEncoderPolicy,
 }
 
 impl Default for GeneratorOptions {
@@ -35,6 +38,7 @@ impl Default for GeneratorOptions {
             weights_dir: None,
             device: Device::Cpu,
             dtype: None,
+            text_encoder: TextEncoderPolicy::default(),
         }
     }
 }
@@ -52,8 +56,8 @@ impl GeneratorOptions {
 
 /// The networks of one generator before they are wrapped into an [`Engine`].
 pub struct Networks {
-    /// umT5 encoder.
-    pub text_encoder: Umt5Encoder,
+    /// umT5 encoder, held under a [`TextEncoderPolicy`].
+    pub text_encoder: ManagedTextEncoder,
     /// Its tokenizer (fixed length).
     pub tokenizer: PromptTokenizer,
     /// Wan VAE.
@@ -72,29 +76,47 @@ pub struct Networks {
 pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
     let dtype = opts.resolved_dtype();
     let networks = match &opts.weights_dir {
-        Some(dir) => load_checkpoint(dir, &opts.device, dtype)?,
+        Some(dir) => load_checkpoint(dir, &opts.device, dtype, opts.text_encoder)?,
         None => {
             tracing::warn!(
                 "NO WEIGHTS GIVEN: using the {} — every video it makes is noise; \
                  pass --weights DIR / LONGCAT_WEIGHTS for real output",
                 tiny::NAME
             );
-            tiny::networks(&opts.device, dtype)?
+            tiny::networks(&opts.device, dtype, opts.text_encoder)?
         }
     };
     Ok(into_generator(networks, &opts.device))
 }
 
-/// Wraps networks into a thread-safe generator.
-pub fn into_generator(n: Networks, device: &Device) -> Arc<dyn VideoGenerator> {
-    let engine = Engine {
-        text: Umt5PromptEncoder::new(n.text_encoder, n.tokenizer, device.clone()),
+/// Wraps networks into the engine [`load_generator`] uses.
+pub fn into_engine(
+    n: Networks,
+    device: &Device,
+) -> Engine<Umt5PromptEncoder, WanVaeCodec, DitDenoiser> {
+    Engine {
+        text: Umt5PromptEncoder::from_managed(n.text_encoder, n.tokenizer, device.clone()),
         vae: WanVaeCodec::new(n.vae),
         dit: DitDenoiser::new(n.dit),
         config: n.config,
         device: device.clone(),
-    };
-    Arc::new(LockedEngine(std::sync::Mutex::new(engine)))
+    }
+}
+
+/// Wraps networks into a thread-safe generator.
+pub fn into_generator(n: Networks, device: &Device) -> Arc<dyn VideoGenerator> {
+    Arc::new(LockedEngine(std::sync::Mutex::new(into_engine(n, device))))
+}
+
+/// Logs the text encoder's policy and where its weights are.
+pub(crate) fn log_text_encoder(requested: TextEncoderPolicy, te: &ManagedTextEncoder) {
+    tracing::info!(
+        requested = %requested,
+        effective = %te.policy(),
+        device_bytes = te.device_bytes(),
+        host_bytes = te.host_bytes(),
+        "text encoder policy"
+    );
 }
 
 /// Warns about stored tensors no module asked for (a different model variant shows up here).
@@ -110,20 +132,31 @@ fn report_unused(component: &str, weights: &TrackedWeights) {
     }
 }
 
-/// Loads every network of an official checkpoint directory.
+/// Loads every network of an official checkpoint directory; the text encoder is held under
+/// `policy`.
 pub fn load_checkpoint(
     dir: &Path,
     device: &Device,
     dtype: DType,
+    policy: TextEncoderPolicy,
 ) -> Result<Networks, PipelineError> {
     let ckpt = Checkpoint::open(dir)?;
     tracing::info!(dir = %dir.display(), ?dtype, "loading LongCat-Video checkpoint");
 
     let te_cfg = ckpt.text_encoder_config()?;
     let te_weights = ckpt.weights(Component::TextEncoder)?;
-    let text_encoder = te_weights.build(dtype, device, |vb| Umt5Encoder::new(&te_cfg, vb))?;
+    // The mapped files stay open for reloads (address space only: no tensor data is held).
+    let reopen = Arc::clone(&te_weights);
+    let weights = TextEncoderWeights {
+        config: te_cfg,
+        dtype,
+        open: Arc::new(move |dev: &Device| reopen.var_builder(dtype, dev)),
+    };
+    let text_encoder = ManagedTextEncoder::new(weights, policy, device.clone())
+        .map_err(|e| te_weights.take_error().map_or(e, PipelineError::from))?;
     report_unused("text_encoder", &te_weights);
     drop(te_weights);
+    log_text_encoder(policy, &text_encoder);
     let tokenizer = PromptTokenizer::from_file(&ckpt.tokenizer_path(), DEFAULT_MAX_LENGTH)?;
 
     let vae_cfg: VaeConfig = ckpt.config(Component::Vae)?;

@@ -20,6 +20,7 @@ pub mod refine;
 pub mod resample;
 pub mod schedule;
 pub mod stage1;
+pub mod text_encoder;
 pub mod tiny;
 
 pub use api::*;

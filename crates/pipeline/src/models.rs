@@ -20,21 +20,49 @@ use crate::components::{
     Denoiser, DenoiserMode, LatentCodec, LoraKind, Posterior, PromptEncoder, Result,
     TextConditioning,
 };
+use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 
 /// umT5 + tokenizer as the official `_get_t5_prompt_embeds`: the cleaned prompt is
 /// tokenized to exactly the tokenizer's fixed length (512 officially; padded, truncated with
 /// the `</s>` kept), encoded, and every position (padding included) is handed on as
-/// `[1, 1, L, C]` with the unchanged tokenizer mask.
-#[derive(Debug, Clone)]
+/// `[1, 1, L, C]` with the unchanged tokenizer mask. The encoder is held according to a
+/// [`TextEncoderPolicy`] ([`PromptEncoder::acquire`] / [`PromptEncoder::release`] around
+/// each job's prompts).
+#[derive(Debug)]
 pub struct Umt5PromptEncoder {
-    encoder: Umt5Encoder,
+    encoder: ManagedTextEncoder,
     tokenizer: PromptTokenizer,
     device: Device,
 }
 
 impl Umt5PromptEncoder {
-    /// Wraps an encoder and its tokenizer; token tensors are created on `device`.
+    /// Wraps an encoder that stays resident and its tokenizer; token tensors are created
+    /// on `device`.
     pub fn new(encoder: Umt5Encoder, tokenizer: PromptTokenizer, device: Device) -> Self {
+        Self {
+            encoder: ManagedTextEncoder::resident(encoder, device.clone()),
+            tokenizer,
+            device,
+        }
+    }
+
+    /// Builds the encoder from `weights` under `policy` (see [`ManagedTextEncoder::new`]).
+    pub fn with_policy(
+        weights: TextEncoderWeights,
+        policy: TextEncoderPolicy,
+        tokenizer: PromptTokenizer,
+        device: Device,
+    ) -> Result<Self> {
+        let encoder = ManagedTextEncoder::new(weights, policy, device.clone())?;
+        Ok(Self::from_managed(encoder, tokenizer, device))
+    }
+
+    /// Wraps an encoder already held under its policy.
+    pub fn from_managed(
+        encoder: ManagedTextEncoder,
+        tokenizer: PromptTokenizer,
+        device: Device,
+    ) -> Self {
         Self {
             encoder,
             tokenizer,
@@ -47,8 +75,13 @@ impl Umt5PromptEncoder {
         self.tokenizer.max_length()
     }
 
-    /// The wrapped encoder.
-    pub fn encoder(&self) -> &Umt5Encoder {
+    /// The encoder, when it is on the device.
+    pub fn encoder(&self) -> Result<&Umt5Encoder> {
+        self.encoder.loaded()
+    }
+
+    /// The encoder with its residency (policy, bytes on the device and in host RAM).
+    pub fn managed(&self) -> &ManagedTextEncoder {
         &self.encoder
     }
 
@@ -56,7 +89,7 @@ impl Umt5PromptEncoder {
     /// and the `[B, L]` i64 mask.
     pub fn encode_tokens(&self, tokens: &TokenizedPrompts) -> Result<TextConditioning> {
         encode_tokens(
-            &self.encoder,
+            self.encoder.loaded()?,
             &tokens.input_ids.to_device(&self.device)?,
             &tokens.attention_mask.to_device(&self.device)?,
         )
@@ -82,6 +115,15 @@ impl PromptEncoder for Umt5PromptEncoder {
     fn encode_prompt(&self, prompt: &str) -> Result<TextConditioning> {
         let tokens = self.tokenizer.encode(&[prompt], &self.device)?;
         self.encode_tokens(&tokens)
+    }
+
+    fn acquire(&mut self) -> Result<()> {
+        self.encoder.acquire().map(drop)
+    }
+
+    fn release(&mut self) -> Result<()> {
+        self.encoder.release();
+        Ok(())
     }
 }
 
@@ -169,7 +211,10 @@ impl DitDenoiser {
     /// Wraps a DiT (no LoRA active, dense attention); BSA uses the config's `bsa_params`.
     pub fn new(mut dit: LongCatDit) -> Self {
         let bsa_params = dit.config().bsa_params.clone();
-        dit.disable_loras();
+        // Only a DiT handed over with merged LoRAs can fail here (re-reading its weights).
+        if let Err(e) = dit.disable_loras() {
+            tracing::warn!(%e, "could not restore the merged LoRA weights of the DiT");
+        }
         dit.disable_bsa();
         Self {
             dit,
@@ -243,10 +288,10 @@ impl Denoiser for DitDenoiser {
         }
         if mode.lora != self.mode.lora {
             match mode.lora {
-                None => self.dit.disable_loras(),
+                None => self.dit.disable_loras()?,
                 Some(kind) => {
                     if !self.has_lora(kind) {
-                        self.dit.disable_loras();
+                        self.dit.disable_loras()?;
                         self.mode.lora = None;
                         return Err(PipelineError::InvalidRequest(format!(
                             "LoRA `{}` is not loaded",

@@ -11,12 +11,14 @@
 //! 48×80 after refinement). Everything else (frame counts, segments, schedules, seeds) is
 //! the product's.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device};
 use longcat_model::checkpoint::LoraKind as CkptLora;
-use longcat_model::dit::random::random_lora;
+use longcat_model::dit::random::{random_lora, random_var_builder};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, TINY_VOCAB_SIZE};
-use longcat_model::umt5::{Umt5Config, Umt5Encoder};
+use longcat_model::umt5::Umt5Config;
 use longcat_model::vae::{VaeConfig, WanVae};
 
 use crate::api::PipelineError;
@@ -24,6 +26,7 @@ use crate::buckets::{shrink, ASPECT_RATIO_627, ASPECT_RATIO_960_F64};
 use crate::components::LoraKind;
 use crate::engine::EngineConfig;
 use crate::generator::Networks;
+use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 
 /// [`crate::ModelInfo::name`] of the tiny model.
 pub const NAME: &str = "built-in tiny random model (output is noise)";
@@ -89,8 +92,22 @@ pub fn engine_config() -> EngineConfig {
     }
 }
 
-/// Builds the tiny networks (deterministic: the same bits on every run).
-pub fn networks(device: &Device, dtype: DType) -> Result<Networks, PipelineError> {
+/// The tiny text encoder's weights (deterministic random, rebuilt identically on reload).
+pub fn text_encoder_weights(dtype: DType) -> TextEncoderWeights {
+    TextEncoderWeights {
+        config: text_encoder_config(),
+        dtype,
+        open: Arc::new(move |dev: &Device| random_var_builder(WEIGHT_SEED, dtype, dev)),
+    }
+}
+
+/// Builds the tiny networks (deterministic: the same bits on every run); the text encoder
+/// is held under `policy`.
+pub fn networks(
+    device: &Device,
+    dtype: DType,
+    policy: TextEncoderPolicy,
+) -> Result<Networks, PipelineError> {
     let dit_cfg = dit_config()?;
     let mut dit = LongCatDit::random(dit_cfg.clone(), WEIGHT_SEED, device, dtype)?;
     for (kind, ckpt) in [
@@ -101,7 +118,11 @@ pub fn networks(device: &Device, dtype: DType) -> Result<Networks, PipelineError
         dit.register_lora(kind.name(), weights)?;
     }
     Ok(Networks {
-        text_encoder: Umt5Encoder::random(&text_encoder_config(), WEIGHT_SEED, device, dtype)?,
+        text_encoder: {
+            let te = ManagedTextEncoder::new(text_encoder_weights(dtype), policy, device.clone())?;
+            crate::generator::log_text_encoder(policy, &te);
+            te
+        },
         tokenizer: PromptTokenizer::builtin_tiny(TEXT_TOKENS)?,
         vae: WanVae::random(&vae_config(), WEIGHT_SEED, device, dtype)?,
         dit,

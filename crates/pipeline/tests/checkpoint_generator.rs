@@ -18,7 +18,7 @@ use longcat_pipeline::tiny;
 fn save_varmap(
     dir: &Path,
     file: &str,
-    build: impl FnOnce(VarBuilder) -> longcat_model::Result<()>,
+    build: impl FnOnce(VarBuilder<'static>) -> longcat_model::Result<()>,
 ) {
     let varmap = VarMap::new();
     build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use longcat_media::{EncoderConfig, VideoOptions};
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
+use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::CancelToken;
 
 use input::{request_body, RequestFlags};
@@ -36,6 +37,9 @@ pub struct GenerateArgs {
     /// Where the model runs.
     #[arg(long, env = "LONGCAT_DEVICE", default_value = "auto", long_help = crate::device::DEVICE_HELP)]
     device: String,
+    /// Where the text encoder stays after the prompts are encoded: resident, offload or reload.
+    #[arg(long, env = "LONGCAT_TEXT_ENCODER", default_value = "offload", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
+    text_encoder: TextEncoderPolicy,
 }
 
 /// Runs `longcat generate`.
@@ -69,6 +73,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         weights_dir: args.weights.clone(),
         device,
         dtype: None,
+        text_encoder: args.text_encoder,
     })?;
     let info = generator.info();
     if info.smoke_test_model {

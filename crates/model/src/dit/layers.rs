@@ -11,7 +11,9 @@ use crate::lora::LoraAdapter;
 pub const NORM_EPS: f64 = 1e-6;
 
 /// A linear layer `y = x W^T + b` that can carry unmerged LoRA adapters or have them merged
-/// into its weight (restorably).
+/// into its weight. A merged layer keeps no copy of its original weight: clearing re-reads
+/// it from the weights the model was built from (memory-mapped, so this costs no memory
+/// and restores the original bit for bit).
 #[derive(Debug, Clone)]
 pub struct DitLinear {
     /// Module path in the official state dict (e.g. `blocks.0.attn.qkv`).
@@ -19,7 +21,8 @@ pub struct DitLinear {
     weight: Tensor,
     bias: Option<Tensor>,
     adapters: Vec<LoraAdapter>,
-    original_weight: Option<Tensor>,
+    /// LoRA deltas are merged into `weight`.
+    merged: bool,
 }
 
 impl DitLinear {
@@ -43,7 +46,7 @@ impl DitLinear {
             weight,
             bias,
             adapters: Vec::new(),
-            original_weight: None,
+            merged: false,
         })
     }
 
@@ -109,23 +112,44 @@ impl DitLinear {
         self.adapters.push(adapter);
     }
 
-    /// Adds `adapter`'s weight delta into the weight (the first merge keeps the original).
+    /// Adds `adapter`'s weight delta into the weight, in f32, rounded once to the weight
+    /// dtype. The original is not kept (see [`Self::clear_adapters`]).
     pub fn merge_adapter(&mut self, adapter: &LoraAdapter) -> Result<()> {
-        if self.original_weight.is_none() {
-            self.original_weight = Some(self.weight.clone());
-        }
         let delta = adapter.weight_delta()?;
         let merged = (self.weight.to_dtype(DType::F32)? + delta)?;
         self.weight = merged.to_dtype(self.weight.dtype())?;
+        self.merged = true;
         Ok(())
     }
 
-    /// Drops all adapters and restores the original weight.
-    pub fn clear_adapters(&mut self) {
+    /// Whether LoRA deltas are merged into the weight.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Drops all adapters; a merged weight is replaced by `<path>.weight` re-read from
+    /// `source` (the builder the model was loaded from), so the original comes back exactly.
+    /// On error the layer stays merged.
+    pub fn clear_adapters(&mut self, source: &VarBuilder) -> Result<()> {
         self.adapters.clear();
-        if let Some(w) = self.original_weight.take() {
-            self.weight = w;
+        if self.merged {
+            let shape = (self.out_dim(), self.in_dim());
+            self.weight = source.pp(&self.path).get(shape, "weight")?;
+            self.merged = false;
         }
+        Ok(())
+    }
+
+    /// Bytes of every tensor the layer holds (weight, bias, unmerged LoRA factors).
+    pub fn held_bytes(&self) -> usize {
+        let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        bytes(&self.weight)
+            + self.bias.as_ref().map_or(0, bytes)
+            + self
+                .adapters
+                .iter()
+                .map(LoraAdapter::held_bytes)
+                .sum::<usize>()
     }
 }
 

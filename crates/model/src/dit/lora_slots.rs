@@ -1,8 +1,12 @@
 //! LoRA registry of the DiT: named LoRA files, enabled by name with multipliers, applied
-//! unmerged (output deltas) or merged into the weights (restorable).
+//! unmerged (output deltas) or merged into the weights. Merged weights are restored by
+//! re-reading the originals from the [`WeightSource`] the model was built from (the
+//! memory-mapped checkpoint), so no second copy of the weights is ever held.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use candle_nn::VarBuilder;
 
 use super::layers::DitLinear;
 use super::LongCatDit;
@@ -17,8 +21,22 @@ pub(crate) struct LoraSlots {
     mode: LoraMode,
 }
 
+/// The builder the DiT's weights were loaded from, kept to re-read original weights when
+/// merged LoRAs are cleared. For memory-mapped checkpoints and the random model this holds
+/// no tensor data (an in-memory builder such as a `VarMap` keeps its own tensors anyway).
+#[derive(Clone)]
+pub(crate) struct WeightSource(pub(crate) VarBuilder<'static>);
+
+impl std::fmt::Debug for WeightSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightSource")
+            .field("dtype", &self.0.dtype())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LongCatDit {
-    fn linears_mut(&mut self) -> Vec<&mut DitLinear> {
+    pub(crate) fn linears_mut(&mut self) -> Vec<&mut DitLinear> {
         let mut out: Vec<&mut DitLinear> = Vec::new();
         out.extend(self.t_embedder.linears_mut());
         out.extend(self.y_embedder.linears_mut());
@@ -60,10 +78,10 @@ impl LongCatDit {
     /// Enables exactly these registered LoRAs (name, multiplier), disabling all others; their
     /// deltas add up. On error no LoRA stays active.
     pub fn enable_loras(&mut self, loras: &[(String, f64)], mode: LoraMode) -> Result<()> {
-        self.disable_loras();
+        self.disable_loras()?;
         let result = self.apply_loras(loras, mode);
         if result.is_err() {
-            self.disable_loras();
+            self.disable_loras()?;
         }
         result
     }
@@ -99,11 +117,31 @@ impl LongCatDit {
         Ok(())
     }
 
-    /// Disables every LoRA (restores merged weights).
-    pub fn disable_loras(&mut self) {
+    /// Disables every LoRA. Merged layers get their original weights back, re-read from
+    /// the weights the model was built from (bit for bit the loaded values). On error the
+    /// layers not yet restored stay merged and the LoRAs stay listed as active.
+    pub fn disable_loras(&mut self) -> Result<()> {
+        let source = self.weight_source.0.clone();
         for l in self.linears_mut() {
-            l.clear_adapters();
+            l.clear_adapters(&source)?;
         }
         self.loras.active.clear();
+        Ok(())
+    }
+
+    /// Bytes of every tensor the DiT's linear layers hold (weights, biases, unmerged LoRA
+    /// factors): the same with LoRAs merged as without, since no original is kept. (Takes
+    /// `&mut self` only to walk the layers.)
+    pub fn linear_weight_bytes(&mut self) -> usize {
+        self.linears_mut().iter().map(|l| l.held_bytes()).sum()
+    }
+
+    /// Bytes of the registered LoRA factors.
+    pub fn lora_bytes(&self) -> usize {
+        self.loras
+            .registered
+            .values()
+            .map(LoraWeights::held_bytes)
+            .sum()
     }
 }

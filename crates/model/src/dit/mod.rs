@@ -27,7 +27,7 @@ use crate::bsa::BsaParams;
 use crate::error::{ModelError, Result};
 use block::{mask_bias, Block, BlockArgs};
 use embed::{unpatchify, CaptionEmbedder, FinalLayer, PatchEmbed, TimestepEmbedder};
-use rope::Rope3d;
+use rope::RopeCache;
 
 /// Intermediate tensors of one forward, for parity checks.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +79,10 @@ pub struct LongCatDit {
     final_layer: FinalLayer,
     backend: SelfAttnBackend,
     loras: lora_slots::LoraSlots,
+    /// RoPE tables of the last grids, built on `device`.
+    rope_cache: RopeCache,
+    /// Where merged LoRA layers re-read their original weights.
+    weight_source: lora_slots::WeightSource,
     device: Device,
     dtype: DType,
 }
@@ -91,8 +95,9 @@ struct RunArgs<'a> {
 }
 
 impl LongCatDit {
-    /// Builds the model from official state-dict names under `vb`.
-    pub fn new(cfg: DitConfig, vb: VarBuilder) -> Result<Self> {
+    /// Builds the model from official state-dict names under `vb`. The builder is kept to
+    /// restore weights after merged LoRAs (re-read, not copied; see [`Self::disable_loras`]).
+    pub fn new(cfg: DitConfig, vb: VarBuilder<'static>) -> Result<Self> {
         cfg.validate()?;
         let c = cfg.hidden_size;
         let patch: usize = cfg.patch_size.iter().product();
@@ -116,8 +121,10 @@ impl LongCatDit {
             final_layer,
             backend,
             loras: Default::default(),
+            rope_cache: RopeCache::default(),
             device: vb.device().clone(),
             dtype: vb.dtype(),
+            weight_source: lora_slots::WeightSource(vb),
             cfg,
         })
     }
@@ -192,6 +199,11 @@ impl LongCatDit {
     /// Routes self-attention through block sparse attention with `params`.
     pub fn enable_bsa(&mut self, params: BsaParams) {
         self.backend = SelfAttnBackend::BlockSparse(params);
+    }
+
+    /// Grids `[T, H, W]` whose RoPE tables are cached on the device, most recent first.
+    pub fn cached_rope_grids(&self) -> Vec<[usize; 3]> {
+        self.rope_cache.grids()
     }
 
     /// Back to dense self-attention.
@@ -348,7 +360,7 @@ impl LongCatDit {
                 t
             }
         };
-        let rope = Rope3d::new(
+        let rope = self.rope_cache.get(
             self.cfg.head_dim(),
             [rope_frames, grid[1], grid[2]],
             &self.device,

@@ -161,7 +161,7 @@ fn lora_modes_agree_and_disable_restores() {
     let unmerged = dit.forward(&i.x, &i.t, text, 0).unwrap();
     dit.enable_loras(&loras, LoraMode::Merged).unwrap();
     let merged = dit.forward(&i.x, &i.t, text, 0).unwrap();
-    dit.disable_loras();
+    dit.disable_loras().unwrap();
     let restored = dit.forward(&i.x, &i.t, text, 0).unwrap();
     assert!(max_diff(&base, &unmerged) > 1e-3);
     assert!(max_diff(&unmerged, &merged) < 1e-5);
@@ -322,6 +322,111 @@ fn random_loras_fit_and_change_the_output() {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff > 0.0, "{kind:?} LoRA changed nothing");
-        dit.disable_loras();
+        dit.disable_loras().unwrap();
     }
+}
+
+/// Every linear weight of the DiT as raw bits (bf16 stored as u16).
+fn weight_bits(dit: &mut LongCatDit) -> Vec<(String, Vec<u16>)> {
+    dit.linears_mut()
+        .into_iter()
+        .map(|l| {
+            let w = l.weight().flatten_all().unwrap();
+            let bits = w
+                .to_vec1::<half::bf16>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            (l.path.clone(), bits)
+        })
+        .collect()
+}
+
+/// A bf16 DiT memory-mapped from a safetensors file, as a real checkpoint is loaded.
+fn mmapped_bf16_model(dir: &std::path::Path) -> LongCatDit {
+    let cfg = tiny_config();
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    drop(LongCatDit::new(cfg.clone(), vb).unwrap());
+    let mut tensors = std::collections::HashMap::new();
+    for (k, var) in varmap.data().lock().unwrap().iter() {
+        let r = Tensor::randn(0f32, 0.2, var.shape(), &Device::Cpu).unwrap();
+        tensors.insert(k.clone(), r.to_dtype(DType::BF16).unwrap());
+    }
+    let path = dir.join("dit.safetensors");
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    LongCatDit::load(cfg, &[path], &Device::Cpu, DType::BF16).unwrap()
+}
+
+#[test]
+fn merged_lora_keeps_no_copy_and_clear_restores_the_exact_weights() {
+    use crate::checkpoint::LoraKind;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config();
+    for (what, mut dit) in [
+        ("mmapped bf16", mmapped_bf16_model(dir.path())),
+        (
+            "random bf16",
+            LongCatDit::random(cfg.clone(), 4, &Device::Cpu, DType::BF16).unwrap(),
+        ),
+    ] {
+        let before = weight_bits(&mut dit);
+        let bytes = dit.linear_weight_bytes();
+        let w =
+            super::random::random_lora(&cfg, LoraKind::Refinement, 4, 2, &Device::Cpu, DType::BF16)
+                .unwrap();
+        dit.register_lora("r", w).unwrap();
+        for round in 0..2 {
+            dit.enable_loras(&[("r".into(), 1.0)], LoraMode::Merged)
+                .unwrap();
+            let merged = weight_bits(&mut dit);
+            let changed = before.iter().zip(&merged).filter(|(a, b)| a != b).count();
+            assert!(
+                changed >= 16,
+                "{what}: the merge changed only {changed} layers"
+            );
+            assert_eq!(
+                dit.linear_weight_bytes(),
+                bytes,
+                "{what} round {round}: merged layers hold nothing besides their weights"
+            );
+            assert!(dit.linears_mut().iter().any(|l| l.is_merged()));
+            dit.disable_loras().unwrap();
+            assert!(dit.linears_mut().iter().all(|l| !l.is_merged()));
+            assert_eq!(
+                weight_bits(&mut dit),
+                before,
+                "{what} round {round}: clear restores every weight bit for bit"
+            );
+        }
+    }
+}
+
+#[test]
+fn rope_tables_are_cached_per_grid_across_forwards() {
+    let dit = model(6);
+    assert!(dit.cached_rope_grids().is_empty());
+    let i = inputs(2);
+    let text = TextInput {
+        states: &i.y,
+        mask: Some(&i.mask),
+    };
+    let a = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    assert_eq!(dit.cached_rope_grids(), vec![[2, 2, 4]]);
+    let b = dit.forward(&i.x, &i.t, text, 1).unwrap();
+    assert_eq!(
+        dit.cached_rope_grids(),
+        vec![[2, 2, 4]],
+        "same grid, no new table"
+    );
+    assert_eq!(max_diff(&a, &b), 0.0);
+    // With a cache of one condition frame the positions run over 1 + 2 frames.
+    let cache = dit.cache_condition(&i.x.narrow(2, 0, 1).unwrap()).unwrap();
+    assert_eq!(dit.cached_rope_grids(), vec![[1, 2, 4], [2, 2, 4]]);
+    dit.forward_cached(&i.x, &i.t, text, &cache).unwrap();
+    assert_eq!(
+        dit.cached_rope_grids(),
+        vec![[3, 2, 4], [1, 2, 4], [2, 2, 4]]
+    );
 }

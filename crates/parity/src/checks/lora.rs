@@ -79,7 +79,7 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
         for mode in [LoraMode::Unmerged, LoraMode::Merged] {
             dit.enable_loras(&loras, mode)?;
             outs.push(dit.forward(&x, &t, text, 0)?);
-            dit.disable_loras();
+            dit.disable_loras()?;
         }
         // Record the worse of the two modes under the tensor's name.
         let worst = {
