@@ -132,8 +132,13 @@ fn main() {
     let n2 = 52 * 44 * 80; // refinement: 4 + 48 latents of 44×80 tokens, batch 1
     let rope = |n: usize| n * head / 2 * F32 * 2; // cos + sin, f32
     let text_states = 2 * 512 * 4096 * F32; // positive + negative, f32 in the pipeline
-                                            // DiT FFN as block.rs runs it: xm, w1(xm), silu(·), w3(xm) and their product alive.
-    let ffn = |b: usize, n: usize| b * n * (c + 4 * f) * BF16;
+                                            // The DiT's largest ops as block.rs runs them. The FFN works over token chunks of at most
+                                            // 2^26 hidden elements: xm, the chunk outputs and their concatenation ([B, N, C] bf16
+                                            // each) plus one chunk's w1(x), silu(.), w3(x) and product. The per-frame adaLN modulation
+                                            // (layer norm in f32) holds its bf16 input and three f32 [B, N, C] temporaries.
+    let ffn = |b: usize, n: usize| 3 * b * n * c * BF16 + 4 * (b * n * f).min(1 << 26) * BF16;
+    let modulate = |b: usize, n: usize| b * n * c * (BF16 + 3 * F32);
+    let dit_op = |b: usize, n: usize| ffn(b, n).max(modulate(b, n));
     // umT5 self-attention of one prompt: scores (bf16), f32 copy, softmax (f32), bf16 probs.
     let t5_attn = 64 * 512 * 512 * (BF16 + F32 + F32 + BF16);
     // VAE at 704×1280, chunk of 4 frames: the 2D upsampler's 192-channel nearest-upsampled
@@ -191,10 +196,10 @@ fn main() {
             "activations of the largest op",
             [
                 t5_attn,
-                ffn(b1, n1),
+                dit_op(b1, n1),
                 vae_dec(480, 832),
                 vae_enc(704, 1280),
-                ffn(1, n2),
+                dit_op(1, n2),
                 vae_dec(704, 1280),
             ],
         ),
