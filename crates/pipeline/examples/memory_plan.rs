@@ -135,9 +135,10 @@ fn main() {
                                             // The DiT's largest ops as block.rs runs them. The FFN works over token chunks of at most
                                             // 2^26 hidden elements: xm, the chunk outputs and their concatenation ([B, N, C] bf16
                                             // each) plus one chunk's w1(x), silu(.), w3(x) and product. The per-frame adaLN modulation
-                                            // (layer norm in f32) holds its bf16 input and three f32 [B, N, C] temporaries.
+                                            // (layer norm in f32) goes over frame ranges of at most 2^26 elements: its bf16 input,
+                                            // chunk outputs and their concatenation, plus one range's three f32 temporaries.
     let ffn = |b: usize, n: usize| 3 * b * n * c * BF16 + 4 * (b * n * f).min(1 << 26) * BF16;
-    let modulate = |b: usize, n: usize| b * n * c * (BF16 + 3 * F32);
+    let modulate = |b: usize, n: usize| 3 * b * n * c * BF16 + 3 * (b * n * c).min(1 << 26) * F32;
     let dit_op = |b: usize, n: usize| ffn(b, n).max(modulate(b, n));
     // umT5 self-attention of one prompt: scores (bf16), f32 copy, softmax (f32), bf16 probs.
     let t5_attn = 64 * 512 * 512 * (BF16 + F32 + F32 + BF16);

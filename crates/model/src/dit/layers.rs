@@ -208,24 +208,70 @@ pub fn layer_norm_f32(x: &Tensor, affine: Option<(&Tensor, &Tensor)>) -> Result<
     Ok(y)
 }
 
+/// Elements of `[B, N, C]` the per-frame f32 ops ([`modulate_f32`], [`gated_residual`]) work
+/// on at once: bigger inputs go frame range by frame range, so their f32 temporaries stay
+/// bounded (at refinement one f32 `[1, 183040, 4096]` temporary is 3 GB).
+const FRAME_CHUNK_ELEMS: usize = 1 << 26;
+
+/// Applies `f` to `[B, frames, S, C]` views of `x` (`[B, N, C]`, `N = T * S`) over frame
+/// ranges `(start, len)` of at most [`FRAME_CHUNK_ELEMS`] elements and concatenates the
+/// results back to `[B, N, C]`.
+fn by_frames(
+    x: &Tensor,
+    t: usize,
+    f: impl Fn(&Tensor, usize, usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    by_frames_within(x, t, FRAME_CHUNK_ELEMS, f)
+}
+
+/// [`by_frames`] with an explicit element budget per range.
+fn by_frames_within(
+    x: &Tensor,
+    t: usize,
+    budget: usize,
+    f: impl Fn(&Tensor, usize, usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let (b, n, c) = x.dims3()?;
+    let s = n / t.max(1);
+    let x4 = x.reshape((b, t, s, c))?;
+    let frames = (budget / (b * s * c).max(1)).clamp(1, t.max(1));
+    if frames >= t {
+        return Ok(f(&x4, 0, t)?.reshape((b, n, c))?);
+    }
+    let mut outs = Vec::with_capacity(t.div_ceil(frames));
+    let mut t0 = 0;
+    while t0 < t {
+        let len = frames.min(t - t0);
+        outs.push(f(&x4.narrow(1, t0, len)?, t0, len)?);
+        t0 += len;
+    }
+    Ok(Tensor::cat(&outs, 1)?.reshape((b, n, c))?)
+}
+
 /// `norm(x) * (1 + scale) + shift` per frame, in f32, cast to `x`'s dtype.
 ///
 /// `x` is `[B, N, C]` with `N = T * S`; `shift`/`scale` are f32 `[B, T, 1, C]`.
 pub fn modulate_f32(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    let (b, n, c) = x.dims3()?;
     let t = shift.dims()[1];
-    let xn = layer_norm_f32(&x.reshape((b, t, n / t, c))?, None)?;
-    let y = xn.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)?;
-    Ok(y.reshape((b, n, c))?.to_dtype(x.dtype())?)
+    by_frames(x, t, |xc, t0, len| {
+        let xn = layer_norm_f32(xc, None)?;
+        let (sh, sc) = (shift.narrow(1, t0, len)?, scale.narrow(1, t0, len)?);
+        let y = xn.broadcast_mul(&(sc + 1.0)?)?.broadcast_add(&sh)?;
+        Ok(y.to_dtype(x.dtype())?)
+    })
 }
 
 /// `x + gate * y` per frame in f32, cast to `x`'s dtype. `gate` is f32 `[B, T, 1, C]`.
 pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
     let (b, n, c) = x.dims3()?;
     let t = gate.dims()[1];
-    let yf = y.to_dtype(DType::F32)?.reshape((b, t, n / t, c))?;
-    let sum = (x.to_dtype(DType::F32)? + yf.broadcast_mul(gate)?.reshape((b, n, c))?)?;
-    Ok(sum.to_dtype(x.dtype())?)
+    let y4 = y.reshape((b, t, n / t, c))?;
+    by_frames(x, t, |xc, t0, len| {
+        let yf = y4.narrow(1, t0, len)?.to_dtype(DType::F32)?;
+        let g = gate.narrow(1, t0, len)?;
+        let sum = (xc.to_dtype(DType::F32)? + yf.broadcast_mul(&g)?)?;
+        Ok(sum.to_dtype(x.dtype())?)
+    })
 }
 
 /// Softmax attention `softmax(q k^T / sqrt(d) + bias) v` with flash-style tiles (online
@@ -236,4 +282,45 @@ pub fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor) -> Result<Tensor> {
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     let d = q.dim(3)?;
     crate::attention::flash_attention(q, k, v, bias, 1.0 / (d as f64).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn frame_ranges_give_the_same_result_as_one_pass() {
+        let dev = Device::Cpu;
+        let (b, t, s, c) = (2, 5, 3, 4);
+        let x = Tensor::randn(0f32, 1.0, (b, t * s, c), &dev).unwrap();
+        let shift = Tensor::randn(0f32, 1.0, (b, t, 1, c), &dev).unwrap();
+        let scale = Tensor::randn(0f32, 1.0, (b, t, 1, c), &dev).unwrap();
+        let op = |xc: &Tensor, t0: usize, len: usize| -> Result<Tensor> {
+            let xn = layer_norm_f32(xc, None)?;
+            let (sh, sc) = (shift.narrow(1, t0, len)?, scale.narrow(1, t0, len)?);
+            Ok(xn.broadcast_mul(&(sc + 1.0)?)?.broadcast_add(&sh)?)
+        };
+        let whole = by_frames_within(&x, t, usize::MAX, op).unwrap();
+        // Budgets of one frame and of two frames (5 frames: a short last range).
+        for budget in [b * s * c, 2 * b * s * c] {
+            let parts = by_frames_within(&x, t, budget, op).unwrap();
+            let diff = (&parts - &whole)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(diff, 0.0);
+        }
+        assert_eq!(
+            modulate_f32(&x, &shift, &scale).unwrap().dims(),
+            &[b, t * s, c]
+        );
+    }
 }
