@@ -343,7 +343,9 @@ impl CausalConv3d {
     }
 
     /// Builds the layer from a torch-layout kernel `[O, C, kt, kh, kw]` and bias `[O]`.
+    /// The weights are detached: no activation ever records a backprop graph.
     pub fn from_tensors(spec: Conv3dSpec, weight: &Tensor, bias: &Tensor) -> Result<Self> {
+        let (weight, bias) = (weight.detach(), bias.detach());
         let (kt, kh, kw) = spec.kernel;
         let (o, c) = (spec.out_channels, spec.in_channels);
         if spec.stride_hw != 1 && kt != 1 {

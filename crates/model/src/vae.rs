@@ -275,7 +275,7 @@ impl RmsNorm {
             vb.get((dim, 1, 1, 1), "gamma")?.reshape((dim, 1, 1))?
         };
         Ok(Self {
-            gamma,
+            gamma: gamma.detach(),
             scale: (dim as f64).sqrt(),
         })
     }
@@ -353,14 +353,16 @@ impl AttnBlock {
             norm: RmsNorm::new(dim, true, vb.pp("norm"))?,
             qkv_w: qkv
                 .get((3 * dim, dim, 1, 1), "weight")?
+                .detach()
                 .reshape((3 * dim, dim))?
                 .t()?,
-            qkv_b: qkv.get(3 * dim, "bias")?,
+            qkv_b: qkv.get(3 * dim, "bias")?.detach(),
             proj_w: proj
                 .get((dim, dim, 1, 1), "weight")?
+                .detach()
                 .reshape((dim, dim))?
                 .t()?,
-            proj_b: proj.get(dim, "bias")?,
+            proj_b: proj.get(dim, "bias")?.detach(),
         })
     }
 
@@ -1402,17 +1404,130 @@ mod tests {
     }
 
     /// Decode time of the full-width VAE (base_dim 96) on 2 latent frames (5 video
-    /// frames) of 64×64 pixels: `cargo test -p longcat-model --release vae_decode_timing -- --ignored --nocapture`.
+    /// frames) of 64×64 pixels, one warm-up then `VAE_REPS` (default 3) timed runs, same
+    /// work as `../shared/bench/pytorch-reference/py_vae.py`:
+    /// `cargo test -p longcat-model --release vae_decode_timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn vae_decode_timing() {
         let dev = Device::Cpu;
-        let vae = random_vae(&VaeConfig::default(), &dev);
+        let mut vae = random_vae(&VaeConfig::default(), &dev);
+        if let Some(band) = std::env::var("VAE_BAND").ok().and_then(|v| v.parse().ok()) {
+            vae.set_band_elems(band);
+        }
         let z = Tensor::randn(0f32, 1.0, (1, 16, 2, 8, 8), &dev).unwrap();
-        let start = std::time::Instant::now();
+        let reps: usize = std::env::var("VAE_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
         let video = vae.decode(&z).unwrap();
-        let secs = start.elapsed().as_secs_f64();
         assert_eq!(video.dims(), &[1, 3, 5, 64, 64]);
-        println!("decode base_dim 96, 5 frames 64x64: {secs:.3} s");
+        let mut ms: Vec<f64> = (0..reps.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                vae.decode(&z).unwrap();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let all: Vec<String> = ms.iter().map(|v| format!("{v:.2}")).collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "RESULT rust vae latent 2x8x8 band {} best_ms {:.2} median_ms {:.2} all_ms {}",
+            vae.band_elems(),
+            ms[0],
+            ms[ms.len() / 2],
+            all.join(",")
+        );
+    }
+
+    /// Prints the computed rows of the docs/vae.md memory table:
+    /// `cargo test -p longcat-model vae_plan_table -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn vae_plan_table() {
+        let cfg = VaeConfig::default();
+        let cases = [
+            (VaePass::Decode, 93, 480, 832),
+            (VaePass::Encode, 205, 704, 1280),
+            (VaePass::Decode, 205, 704, 1280),
+            (VaePass::Encode, 349, 704, 1280),
+            (VaePass::Decode, 349, 704, 1280),
+            (VaePass::Decode, 5, 128, 128),
+            (VaePass::Decode, 5, 256, 256),
+            (VaePass::Encode, 5, 256, 256),
+        ];
+        let gib = |e: usize, bytes: usize| (e * bytes) as f64 / (1u64 << 30) as f64;
+        for (pass, f, h, w) in cases {
+            for band in [usize::MAX, DEFAULT_BAND_ELEMS, 1 << 20] {
+                let plan = kernel_plan(&cfg, pass, 1, f, h, w, band).unwrap();
+                let (what, n) = plan.largest();
+                let peak = plan.peak_activation_elems();
+                let band = if band == usize::MAX {
+                    "unbanded".to_string()
+                } else {
+                    format!("2^{}", band.trailing_zeros())
+                };
+                println!(
+                    "| {pass:?} {f}×{h}×{w} | {band} | {n:.3e} ({what}) | {:.2} | {:.2} |",
+                    gib(peak, 2),
+                    gib(peak, 4)
+                );
+            }
+        }
+    }
+
+    /// Peak RSS of one pass of the full-width VAE at a reduced size, for docs/vae.md:
+    /// `VAE_PROBE=decode,FRAMES,H,W[,BAND] cargo test -p longcat-model --release
+    /// vae_memory_probe -- --ignored --nocapture` (one pass per process).
+    #[test]
+    #[ignore]
+    fn vae_memory_probe() {
+        fn rss_kib(field: &str) -> usize {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap()
+        }
+        let probe = std::env::var("VAE_PROBE").unwrap_or_else(|_| "decode,5,64,64".into());
+        let f: Vec<&str> = probe.split(',').collect();
+        let num = |i: usize| f[i].parse::<usize>().unwrap();
+        let (frames, h, w) = (num(1), num(2), num(3));
+        let band = f.get(4).map_or(DEFAULT_BAND_ELEMS, |v| v.parse().unwrap());
+        let dev = Device::Cpu;
+        let cfg = VaeConfig::default();
+        let mut vae = random_vae(&cfg, &dev);
+        vae.set_band_elems(band);
+        let pass = if f[0] == "encode" {
+            VaePass::Encode
+        } else {
+            VaePass::Decode
+        };
+        let plan = kernel_plan(&cfg, pass, 1, frames, h, w, band).unwrap();
+        let input = match pass {
+            VaePass::Encode => Tensor::randn(0f32, 0.5, (1, 3, frames, h, w), &dev).unwrap(),
+            VaePass::Decode => {
+                let t = (frames - 1).div_ceil(4) + 1;
+                Tensor::randn(0f32, 1.0, (1, 16, t, h / 8, w / 8), &dev).unwrap()
+            }
+        };
+        let base = rss_kib("VmRSS:");
+        let start = std::time::Instant::now();
+        match pass {
+            VaePass::Encode => drop(vae.encode(&input).unwrap()),
+            VaePass::Decode => vae.decode_streaming(&input, |_| Ok(())).unwrap(),
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let peak = rss_kib("VmHWM:");
+        println!(
+            "PROBE {probe} band {band}: rss before {:.0} MiB, peak {:.0} MiB, peak − before \
+             {:.0} MiB; planned activations {:.0} MiB (f32); largest kernel {:?}; {secs:.1} s",
+            base as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            (peak - base) as f64 / 1024.0,
+            plan.peak_activation_elems() as f64 * 4.0 / (1 << 20) as f64,
+            plan.largest()
+        );
     }
 }
