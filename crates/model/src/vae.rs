@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::conv3d::{
-    check_kernel_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvRun, DEFAULT_BAND_ELEMS,
+    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvRun,
 };
 use crate::{ModelError, Result};
 
@@ -724,7 +724,8 @@ pub struct WanVae {
     quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
     decoder: Decoder,
-    band_elems: usize,
+    /// `None`: the device default ([`default_band_elems`]).
+    band_elems: Option<usize>,
 }
 
 /// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
@@ -747,24 +748,26 @@ impl WanVae {
                 vb.pp("post_quant_conv"),
             )?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
-            band_elems: DEFAULT_BAND_ELEMS,
+            band_elems: None,
         })
     }
 
     /// Sets the element budget of one convolution band (im2col matrix and product);
     /// smaller budgets bound memory tighter at some speed. Results do not change.
     pub fn set_band_elems(&mut self, band_elems: usize) {
-        self.band_elems = band_elems.max(1);
+        self.band_elems = Some(band_elems.max(1));
     }
 
-    /// The element budget of one convolution band.
+    /// The element budget of one convolution band (by default [`default_band_elems`] of
+    /// the weights' device: 2^20 on the CPU, 2^26 on an accelerator).
     pub fn band_elems(&self) -> usize {
         self.band_elems
+            .unwrap_or_else(|| default_band_elems(self.decoder.norm_out.gamma.device()))
     }
 
     fn new_cache(&self) -> FeatCache {
         FeatCache::with_run(ConvRun {
-            band_elems: self.band_elems,
+            band_elems: self.band_elems(),
             trace: None,
         })
     }
@@ -1258,6 +1261,7 @@ pub fn kernel_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv3d::DEFAULT_BAND_ELEMS;
     use candle_core::Device;
     use candle_nn::VarMap;
 
@@ -1388,14 +1392,17 @@ mod tests {
             (VaePass::Decode, 349, 704, 1280),
         ];
         for (pass, f, h, w) in cases {
-            let plan = kernel_plan(&cfg, pass, 1, f, h, w, DEFAULT_BAND_ELEMS).unwrap();
-            let (what, n) = plan.largest();
-            assert!(
-                n <= crate::conv3d::MAX_KERNEL_ELEMS,
-                "{pass:?} {f}×{h}×{w}: {what} has {n} elements"
-            );
-            for c in &plan.convs {
-                assert!(c.im2col_elems <= DEFAULT_BAND_ELEMS, "{}", c.layer);
+            for band in [DEFAULT_BAND_ELEMS, crate::conv3d::CPU_BAND_ELEMS] {
+                let plan = kernel_plan(&cfg, pass, 1, f, h, w, band).unwrap();
+                let (what, n) = plan.largest();
+                assert!(
+                    n <= crate::conv3d::MAX_KERNEL_ELEMS,
+                    "{pass:?} {f}×{h}×{w}: {what} has {n} elements"
+                );
+                for c in &plan.convs {
+                    let one_row = c.frames_per_group == 1 && c.rows_per_band == 1;
+                    assert!(c.im2col_elems <= band || one_row, "{}", c.layer);
+                }
             }
         }
         // The unbanded im2col of the last decoder conv was ~9.3e9 elements.
@@ -1494,7 +1501,9 @@ mod tests {
         let f: Vec<&str> = probe.split(',').collect();
         let num = |i: usize| f[i].parse::<usize>().unwrap();
         let (frames, h, w) = (num(1), num(2), num(3));
-        let band = f.get(4).map_or(DEFAULT_BAND_ELEMS, |v| v.parse().unwrap());
+        let band = f
+            .get(4)
+            .map_or(crate::conv3d::CPU_BAND_ELEMS, |v| v.parse().unwrap());
         let dev = Device::Cpu;
         let cfg = VaeConfig::default();
         let mut vae = random_vae(&cfg, &dev);
