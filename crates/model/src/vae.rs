@@ -12,11 +12,16 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conv3d::{CausalConv3d, Conv3dSpec};
+use crate::conv3d::{
+    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvRun,
+};
 use crate::{ModelError, Result};
 
 /// Frames each causal convolution keeps from the previous chunk.
 const CACHE_T: usize = 2;
+
+/// Largest attention score block of the mid block (query rows are chunked to stay below).
+const ATTN_SCORE_ELEMS: usize = 1 << 24;
 
 fn default_base_dim() -> usize {
     96
@@ -189,26 +194,44 @@ enum Slot {
     Frames(Tensor),
 }
 
-/// Per-layer state carried between chunks; slots are handed out in call order.
+/// Per-layer state carried between chunks (slots are handed out in call order), and the
+/// band budget of the convolutions.
 #[derive(Debug, Default)]
 pub struct FeatCache {
     slots: Vec<Slot>,
     idx: usize,
+    run: ConvRun,
 }
 
 impl FeatCache {
+    fn with_run(run: ConvRun) -> Self {
+        Self {
+            slots: Vec::new(),
+            idx: 0,
+            run,
+        }
+    }
+
     /// Starts the next chunk (slot order restarts, contents are kept).
     fn rewind(&mut self) {
         self.idx = 0;
     }
 
-    fn next(&mut self) -> &mut Slot {
+    /// Index of the next slot.
+    fn next(&mut self) -> usize {
         if self.idx == self.slots.len() {
             self.slots.push(Slot::Empty);
         }
-        let i = self.idx;
         self.idx += 1;
-        &mut self.slots[i]
+        self.idx - 1
+    }
+
+    fn take(&mut self, i: usize) -> Slot {
+        std::mem::take(&mut self.slots[i])
+    }
+
+    fn conv(&mut self, conv: &CausalConv3d, x: &Tensor, past: Option<&Tensor>) -> Result<Tensor> {
+        conv.forward_run(x, past, &mut self.run)
     }
 }
 
@@ -221,7 +244,7 @@ fn last_frames(x: &Tensor, n: usize) -> Result<Tensor> {
 /// Runs a causal conv on `x`, using and refreshing one cache slot.
 fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
     let slot = cache.next();
-    let past = match std::mem::take(slot) {
+    let past = match cache.take(slot) {
         Slot::Frames(p) => Some(p),
         _ => None,
     };
@@ -231,8 +254,8 @@ fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result
             keep = Tensor::cat(&[&last_frames(p, 1)?, &keep], 1)?;
         }
     }
-    let y = conv.forward(x, past.as_ref())?;
-    *slot = Slot::Frames(keep);
+    let y = cache.conv(conv, x, past.as_ref())?;
+    cache.slots[slot] = Slot::Frames(keep);
     Ok(y)
 }
 
@@ -252,7 +275,7 @@ impl RmsNorm {
             vb.get((dim, 1, 1, 1), "gamma")?.reshape((dim, 1, 1))?
         };
         Ok(Self {
-            gamma,
+            gamma: gamma.detach(),
             scale: (dim as f64).sqrt(),
         })
     }
@@ -301,7 +324,7 @@ impl ResBlock {
 
     fn forward(&self, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
         let h = match &self.shortcut {
-            Some(s) => s.forward(x, None)?,
+            Some(s) => cache.conv(s, x, None)?,
             None => x.clone(),
         };
         let y = self.norm1.forward(x)?.silu()?;
@@ -330,14 +353,16 @@ impl AttnBlock {
             norm: RmsNorm::new(dim, true, vb.pp("norm"))?,
             qkv_w: qkv
                 .get((3 * dim, dim, 1, 1), "weight")?
+                .detach()
                 .reshape((3 * dim, dim))?
                 .t()?,
-            qkv_b: qkv.get(3 * dim, "bias")?,
+            qkv_b: qkv.get(3 * dim, "bias")?.detach(),
             proj_w: proj
                 .get((dim, dim, 1, 1), "weight")?
+                .detach()
                 .reshape((dim, dim))?
                 .t()?,
-            proj_b: proj.get(dim, "bias")?,
+            proj_b: proj.get(dim, "bias")?.detach(),
         })
     }
 
@@ -350,18 +375,34 @@ impl AttnBlock {
         let qkv = tokens
             .broadcast_matmul(&self.qkv_w)?
             .broadcast_add(&self.qkv_b)?;
-        let q = qkv.narrow(D::Minus1, 0, c)?.contiguous()?;
-        let k = qkv.narrow(D::Minus1, c, c)?.contiguous()?;
+        let hw = h * w;
+        let q = qkv.narrow(D::Minus1, 0, c)?;
+        let kt = qkv.narrow(D::Minus1, c, c)?.t()?.contiguous()?;
         let v = qkv.narrow(D::Minus1, 2 * c, c)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (c as f64).sqrt()))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v)?;
+        // Query rows in chunks, so the score block stays under ATTN_SCORE_ELEMS.
+        let rows = attn_rows(n, hw);
+        let mut outs = Vec::with_capacity(hw.div_ceil(rows));
+        let mut r0 = 0;
+        while r0 < hw {
+            let r = rows.min(hw - r0);
+            let qc = q.narrow(1, r0, r)?.contiguous()?;
+            let scores = (qc.matmul(&kt)? * (1.0 / (c as f64).sqrt()))?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            outs.push(probs.matmul(&v)?);
+            r0 += r;
+        }
+        let out = Tensor::cat(&outs, 1)?;
         let out = out
             .broadcast_matmul(&self.proj_w)?
             .broadcast_add(&self.proj_b)?;
         let out = out.transpose(1, 2)?.reshape((b, t, c, h, w))?;
         Ok((out + x)?)
     }
+}
+
+/// Query rows per attention chunk for `n` frames of `hw` tokens.
+fn attn_rows(n: usize, hw: usize) -> usize {
+    (ATTN_SCORE_ELEMS / (n * hw).max(1)).clamp(1, hw.max(1))
 }
 
 /// Residual block, attention, residual block.
@@ -401,47 +442,39 @@ enum ResampleMode {
 #[derive(Debug, Clone)]
 struct Resample {
     mode: ResampleMode,
-    conv_w: Tensor,
-    conv_b: Tensor,
+    conv: CausalConv3d,
     time_conv: Option<CausalConv3d>,
+}
+
+/// Spec of a resampler's per-frame 3×3 conv.
+fn resample_spec(dim: usize, mode: ResampleMode) -> Conv3dSpec {
+    match mode {
+        ResampleMode::Up2d | ResampleMode::Up3d => Conv3dSpec::spatial(dim, dim / 2, 3, 1, [1; 4]),
+        ResampleMode::Down2d | ResampleMode::Down3d => {
+            Conv3dSpec::spatial(dim, dim, 3, 2, [0, 1, 0, 1])
+        }
+    }
+}
+
+/// Spec of a resampler's temporal conv.
+fn time_conv_spec(dim: usize, mode: ResampleMode) -> Option<Conv3dSpec> {
+    match mode {
+        ResampleMode::Up3d => Some(Conv3dSpec::temporal(dim, 2 * dim, 3, 1, 1)),
+        ResampleMode::Down3d => Some(Conv3dSpec::temporal(dim, dim, 3, 2, 0)),
+        _ => None,
+    }
 }
 
 impl Resample {
     fn new(dim: usize, mode: ResampleMode, vb: VarBuilder) -> Result<Self> {
-        let out = match mode {
-            ResampleMode::Up2d | ResampleMode::Up3d => dim / 2,
-            ResampleMode::Down2d | ResampleMode::Down3d => dim,
-        };
-        let rv = vb.pp("resample.1");
-        let conv_w = rv.get((out, dim, 3, 3), "weight")?;
-        let conv_b = rv.get(out, "bias")?.reshape((1, out, 1, 1))?;
-        let time_conv = match mode {
-            ResampleMode::Up3d => Some(CausalConv3d::new(
-                Conv3dSpec {
-                    in_channels: dim,
-                    out_channels: 2 * dim,
-                    kernel: (3, 1, 1),
-                    stride_t: 1,
-                    padding: (1, 0, 0),
-                },
-                vb.pp("time_conv"),
-            )?),
-            ResampleMode::Down3d => Some(CausalConv3d::new(
-                Conv3dSpec {
-                    in_channels: dim,
-                    out_channels: dim,
-                    kernel: (3, 1, 1),
-                    stride_t: 2,
-                    padding: (0, 0, 0),
-                },
-                vb.pp("time_conv"),
-            )?),
-            _ => None,
+        let conv = CausalConv3d::new_2d(resample_spec(dim, mode), vb.pp("resample.1"))?;
+        let time_conv = match time_conv_spec(dim, mode) {
+            Some(spec) => Some(CausalConv3d::new(spec, vb.pp("time_conv"))?),
+            None => None,
         };
         Ok(Self {
             mode,
-            conv_w,
-            conv_b,
+            conv,
             time_conv,
         })
     }
@@ -451,30 +484,24 @@ impl Resample {
         if let (ResampleMode::Up3d, Some(tc)) = (self.mode, &self.time_conv) {
             x = Self::time_upsample(tc, &x, cache)?;
         }
-        let (b, t, c, h, w) = x.dims5()?;
-        let flat = x.reshape((b * t, c, h, w))?;
-        let y = match self.mode {
-            ResampleMode::Up2d | ResampleMode::Up3d => flat
+        if matches!(self.mode, ResampleMode::Up2d | ResampleMode::Up3d) {
+            let (b, t, c, h, w) = x.dims5()?;
+            x = x
+                .reshape((b * t, c, h, w))?
                 .upsample_nearest2d(2 * h, 2 * w)?
-                .conv2d(&self.conv_w, 1, 1, 1, 1)?,
-            ResampleMode::Down2d | ResampleMode::Down3d => flat
-                .pad_with_zeros(2, 0, 1)?
-                .pad_with_zeros(3, 0, 1)?
-                .conv2d(&self.conv_w, 0, 2, 1, 1)?,
-        };
-        let y = y.broadcast_add(&self.conv_b)?;
-        let (_, co, ho, wo) = y.dims4()?;
-        let mut y = y.reshape((b, t, co, ho, wo))?;
+                .reshape((b, t, c, 2 * h, 2 * w))?;
+        }
+        let mut y = cache.conv(&self.conv, &x, None)?;
         if let (ResampleMode::Down3d, Some(tc)) = (self.mode, &self.time_conv) {
             let slot = cache.next();
-            match std::mem::take(slot) {
+            match cache.take(slot) {
                 Slot::Frames(p) => {
                     let keep = last_frames(&y, 1)?;
                     let joined = Tensor::cat(&[&last_frames(&p, 1)?, &y], 1)?;
-                    y = tc.forward(&joined, None)?;
-                    *slot = Slot::Frames(keep);
+                    y = cache.conv(tc, &joined, None)?;
+                    cache.slots[slot] = Slot::Frames(keep);
                 }
-                _ => *slot = Slot::Frames(y.copy()?),
+                _ => cache.slots[slot] = Slot::Frames(y.copy()?),
             }
         }
         Ok(y)
@@ -483,9 +510,9 @@ impl Resample {
     /// Doubles the frame count with the time conv (skipped on the very first chunk).
     fn time_upsample(tc: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result<Tensor> {
         let slot = cache.next();
-        let past = match std::mem::take(slot) {
+        let past = match cache.take(slot) {
             Slot::Empty => {
-                *slot = Slot::Rep;
+                cache.slots[slot] = Slot::Rep;
                 return Ok(x.clone());
             }
             Slot::Rep => None,
@@ -499,8 +526,8 @@ impl Resample {
             };
             keep = Tensor::cat(&[&prev, &keep], 1)?;
         }
-        let y = tc.forward(x, past.as_ref())?;
-        *slot = Slot::Frames(keep);
+        let y = cache.conv(tc, x, past.as_ref())?;
+        cache.slots[slot] = Slot::Frames(keep);
         let (b, t, c2, h, w) = y.dims5()?;
         let c = c2 / 2;
         // channels [j·C + c] of frame t become channel c of frame 2t + j
@@ -697,6 +724,8 @@ pub struct WanVae {
     quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
     decoder: Decoder,
+    /// `None`: the device default ([`default_band_elems`]).
+    band_elems: Option<usize>,
 }
 
 /// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
@@ -719,6 +748,27 @@ impl WanVae {
                 vb.pp("post_quant_conv"),
             )?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
+            band_elems: None,
+        })
+    }
+
+    /// Sets the element budget of one convolution band (im2col matrix and product);
+    /// smaller budgets bound memory tighter at some speed. Results do not change.
+    pub fn set_band_elems(&mut self, band_elems: usize) {
+        self.band_elems = Some(band_elems.max(1));
+    }
+
+    /// The element budget of one convolution band (by default [`default_band_elems`] of
+    /// the weights' device: 2^20 on the CPU, 2^26 on an accelerator).
+    pub fn band_elems(&self) -> usize {
+        self.band_elems
+            .unwrap_or_else(|| default_band_elems(self.decoder.norm_out.gamma.device()))
+    }
+
+    fn new_cache(&self) -> FeatCache {
+        FeatCache::with_run(ConvRun {
+            band_elems: self.band_elems(),
+            trace: None,
         })
     }
 
@@ -743,19 +793,23 @@ impl WanVae {
     /// Encodes `video` `[B, 3, F, H, W]` in `[-1, 1]` (`F = 1 + 4k`, `H, W` divisible by 8)
     /// into the posterior over `[B, z, 1 + (F-1)/4, H/8, W/8]`.
     pub fn encode(&self, video: &Tensor) -> Result<Posterior> {
+        self.encode_with(video, &mut self.new_cache())
+    }
+
+    fn encode_with(&self, video: &Tensor, cache: &mut FeatCache) -> Result<Posterior> {
+        check_kernel_elems("VAE encode input", video.elem_count())?;
         let x = swap_ct(video)?;
         let frames = x.dim(1)?;
-        let mut cache = FeatCache::default();
         let mut outs = Vec::new();
         let mut start = 0;
         while start < frames {
             let len = if start == 0 { 1 } else { 4.min(frames - start) };
             cache.rewind();
             let chunk = x.narrow(1, start, len)?;
-            outs.push(self.encoder.forward(&chunk, &mut cache)?);
+            outs.push(self.encoder.forward(&chunk, cache)?);
             start += len;
         }
-        let h = self.quant_conv.forward(&Tensor::cat(&outs, 1)?, None)?;
+        let h = cache.conv(&self.quant_conv, &Tensor::cat(&outs, 1)?, None)?;
         let z = self.cfg.z_dim;
         let mean = swap_ct(&h.narrow(2, 0, z)?)?;
         let logvar = swap_ct(&h.narrow(2, z, z)?)?.clamp(-30f64, 20f64)?;
@@ -769,6 +823,8 @@ impl WanVae {
             chunks.push(c);
             Ok(())
         })?;
+        let elems: usize = chunks.iter().map(Tensor::elem_count).sum();
+        check_kernel_elems("VAE decode output", elems)?;
         Ok(Tensor::cat(&chunks, 2)?)
     }
 
@@ -777,16 +833,47 @@ impl WanVae {
     pub fn decode_streaming(
         &self,
         z: &Tensor,
+        sink: impl FnMut(Tensor) -> Result<()>,
+    ) -> Result<()> {
+        self.decode_with(z, &mut self.new_cache(), sink)
+    }
+
+    fn decode_with(
+        &self,
+        z: &Tensor,
+        cache: &mut FeatCache,
         mut sink: impl FnMut(Tensor) -> Result<()>,
     ) -> Result<()> {
-        let x = self.post_quant_conv.forward(&swap_ct(z)?, None)?;
-        let mut cache = FeatCache::default();
+        let x = cache.conv(&self.post_quant_conv, &swap_ct(z)?, None)?;
         for i in 0..x.dim(1)? {
             cache.rewind();
-            let out = self.decoder.forward(&x.narrow(1, i, 1)?, &mut cache)?;
+            let out = self.decoder.forward(&x.narrow(1, i, 1)?, cache)?;
             sink(swap_ct(&out)?.clamp(-1f64, 1f64)?)?;
         }
         Ok(())
+    }
+
+    /// [`Self::encode`], also returning the plan of every convolution call as run.
+    pub fn encode_traced(&self, video: &Tensor) -> Result<(Posterior, Vec<ConvKernelPlan>)> {
+        let mut cache = self.new_cache();
+        cache.run.trace = Some(Vec::new());
+        let post = self.encode_with(video, &mut cache)?;
+        Ok((post, cache.run.trace.take().unwrap_or_default()))
+    }
+
+    /// [`Self::decode`], also returning the plan of every convolution call as run.
+    pub fn decode_traced(&self, z: &Tensor) -> Result<(Tensor, Vec<ConvKernelPlan>)> {
+        let mut cache = self.new_cache();
+        cache.run.trace = Some(Vec::new());
+        let mut chunks = Vec::new();
+        self.decode_with(z, &mut cache, |c| {
+            chunks.push(c);
+            Ok(())
+        })?;
+        Ok((
+            Tensor::cat(&chunks, 2)?,
+            cache.run.trace.take().unwrap_or_default(),
+        ))
     }
 
     fn stats(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -816,9 +903,365 @@ impl WanVae {
     }
 }
 
+/// Which VAE pass a [`kernel_plan`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaePass {
+    /// `encode` of a pixel video.
+    Encode,
+    /// `decode` to a pixel video.
+    Decode,
+}
+
+/// One large kernel of a plan that is not a convolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpKernel {
+    /// What the kernel is.
+    pub what: String,
+    /// Its element count.
+    pub elems: usize,
+}
+
+/// Every convolution call of one VAE pass, in call order, and its other large kernels,
+/// computed from the config and sizes alone (nothing runs).
+#[derive(Debug, Clone)]
+pub struct VaePlan {
+    /// The pass.
+    pub pass: VaePass,
+    /// Pixel frames in (encode) or out (decode).
+    pub frames: usize,
+    /// Pixel height.
+    pub height: usize,
+    /// Pixel width.
+    pub width: usize,
+    /// Band budget the convolutions were planned with.
+    pub band_elems: usize,
+    /// Each convolution call.
+    pub convs: Vec<ConvKernelPlan>,
+    /// Other large kernels (whole-video permutes and concatenations, attention blocks).
+    pub ops: Vec<OpKernel>,
+    /// Elements held by the causal caches between chunks (largest chunk).
+    pub cache_elems: usize,
+}
+
+impl VaePlan {
+    /// The largest single kernel of the pass: `(layer or op, elements)`.
+    pub fn largest(&self) -> (String, usize) {
+        let convs = self
+            .convs
+            .iter()
+            .map(|c| (c.layer.clone(), c.largest_kernel_elems));
+        let ops = self.ops.iter().map(|o| (o.what.clone(), o.elems));
+        convs.chain(ops).max_by_key(|(_, n)| *n).unwrap_or_default()
+    }
+
+    /// For each layer (first-call order), its call with the largest kernel.
+    pub fn per_layer(&self) -> Vec<ConvKernelPlan> {
+        let mut out: Vec<ConvKernelPlan> = Vec::new();
+        for c in &self.convs {
+            match out.iter_mut().find(|o| o.layer == c.layer) {
+                Some(o) if o.largest_kernel_elems < c.largest_kernel_elems => *o = c.clone(),
+                Some(_) => {}
+                None => out.push(c.clone()),
+            }
+        }
+        out
+    }
+
+    /// Estimated peak elements of activations: the largest convolution working set (its
+    /// input, output, one padded band, im2col and product), two more activations of that
+    /// size (a residual block's input and shortcut) and the caches. Weights not included.
+    pub fn peak_activation_elems(&self) -> usize {
+        let conv = self
+            .convs
+            .iter()
+            .map(|c| {
+                let input: usize = c.input.iter().product();
+                let output: usize = c.output.iter().product();
+                let act = input.max(output);
+                input + output + c.band_in_elems + c.im2col_elems + c.band_out_elems + 2 * act
+            })
+            .max()
+            .unwrap_or(0);
+        let ops = self.ops.iter().map(|o| o.elems).max().unwrap_or(0);
+        conv.max(ops) + self.cache_elems
+    }
+}
+
+/// Shape-only walk over the encoder and decoder, mirroring their `forward`s.
+struct PlanWalk {
+    batch: usize,
+    band_elems: usize,
+    convs: Vec<ConvKernelPlan>,
+    ops: Vec<OpKernel>,
+    cache: usize,
+}
+
+impl PlanWalk {
+    /// One conv call on `frames` (causal padding included); returns `(T, O, H, W)` out.
+    fn conv(
+        &mut self,
+        layer: String,
+        spec: Conv3dSpec,
+        frames: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize, usize, usize)> {
+        let mut p = spec.plan(self.batch, frames, h, w, self.band_elems)?;
+        p.layer = layer;
+        let [_, t, o, ho, wo] = p.output;
+        self.convs.push(p);
+        Ok((t, o, ho, wo))
+    }
+
+    fn cached(
+        &mut self,
+        layer: String,
+        spec: Conv3dSpec,
+        t: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize, usize, usize)> {
+        self.cache += self.batch * CACHE_T * spec.in_channels * h * w;
+        self.conv(layer, spec, t + spec.causal_pad(), h, w)
+    }
+
+    fn res(&mut self, name: &str, i: usize, o: usize, t: usize, h: usize, w: usize) -> Result<()> {
+        if i != o {
+            let spec = Conv3dSpec::cube(i, o, 1, 0);
+            self.conv(format!("{name}.conv_shortcut"), spec, t, h, w)?;
+        }
+        self.cached(
+            format!("{name}.conv1"),
+            Conv3dSpec::cube(i, o, 3, 1),
+            t,
+            h,
+            w,
+        )?;
+        self.cached(
+            format!("{name}.conv2"),
+            Conv3dSpec::cube(o, o, 3, 1),
+            t,
+            h,
+            w,
+        )?;
+        Ok(())
+    }
+
+    fn mid(&mut self, name: &str, c: usize, t: usize, h: usize, w: usize) -> Result<()> {
+        self.res(&format!("{name}.resnets.0"), c, c, t, h, w)?;
+        let (n, hw) = (self.batch * t, h * w);
+        self.ops.push(OpKernel {
+            what: format!("{name}.attentions.0 qkv"),
+            elems: n * hw * 3 * c,
+        });
+        self.ops.push(OpKernel {
+            what: format!("{name}.attentions.0 score block"),
+            elems: n * attn_rows(n, hw) * hw,
+        });
+        self.res(&format!("{name}.resnets.1"), c, c, t, h, w)
+    }
+
+    fn encoder_chunk(
+        &mut self,
+        cfg: &VaeConfig,
+        first: bool,
+        t: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let dim = cfg.base_dim;
+        let dims: Vec<usize> = std::iter::once(1)
+            .chain(cfg.dim_mult.iter().copied())
+            .map(|m| m * dim)
+            .collect();
+        let spec = Conv3dSpec::cube(cfg.in_channels, dims[0], 3, 1);
+        let (mut t, _, mut h, mut w) = self.cached("encoder.conv_in".into(), spec, t, h, w)?;
+        let levels = cfg.dim_mult.len();
+        let mut n = 0;
+        for i in 0..levels {
+            let mut in_dim = dims[i];
+            let out_dim = dims[i + 1];
+            for _ in 0..cfg.num_res_blocks {
+                self.res(
+                    &format!("encoder.down_blocks.{n}"),
+                    in_dim,
+                    out_dim,
+                    t,
+                    h,
+                    w,
+                )?;
+                in_dim = out_dim;
+                n += 1;
+            }
+            if i != levels - 1 {
+                let mode = if cfg.temperal_downsample[i] {
+                    ResampleMode::Down3d
+                } else {
+                    ResampleMode::Down2d
+                };
+                let name = format!("encoder.down_blocks.{n}");
+                let spec = resample_spec(out_dim, mode);
+                (t, _, h, w) = self.conv(format!("{name}.resample.1"), spec, t, h, w)?;
+                if let Some(spec) = time_conv_spec(out_dim, mode) {
+                    self.cache += self.batch * out_dim * h * w;
+                    if !first {
+                        (t, _, _, _) = self.conv(format!("{name}.time_conv"), spec, t + 1, h, w)?;
+                    }
+                }
+                n += 1;
+            }
+        }
+        let top = dims[levels];
+        self.mid("encoder.mid_block", top, t, h, w)?;
+        let spec = Conv3dSpec::cube(top, 2 * cfg.z_dim, 3, 1);
+        self.cached("encoder.conv_out".into(), spec, t, h, w)?;
+        Ok((t, h, w))
+    }
+
+    fn decoder_chunk(
+        &mut self,
+        cfg: &VaeConfig,
+        first: bool,
+        h: usize,
+        w: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let dim = cfg.decoder_base_dim.unwrap_or(cfg.base_dim);
+        let levels = cfg.dim_mult.len();
+        let dims: Vec<usize> = std::iter::once(cfg.dim_mult[levels - 1])
+            .chain(cfg.dim_mult.iter().rev().copied())
+            .map(|m| m * dim)
+            .collect();
+        let temporal_up: Vec<bool> = cfg.temperal_downsample.iter().rev().copied().collect();
+        let spec = Conv3dSpec::cube(cfg.z_dim, dims[0], 3, 1);
+        let (mut t, _, mut h, mut w) = self.cached("decoder.conv_in".into(), spec, 1, h, w)?;
+        self.mid("decoder.mid_block", dims[0], t, h, w)?;
+        for i in 0..levels {
+            let mut in_dim = if i > 0 { dims[i] / 2 } else { dims[i] };
+            let out_dim = dims[i + 1];
+            for j in 0..=cfg.num_res_blocks {
+                let name = format!("decoder.up_blocks.{i}.resnets.{j}");
+                self.res(&name, in_dim, out_dim, t, h, w)?;
+                in_dim = out_dim;
+            }
+            if i != levels - 1 {
+                let mode = if temporal_up[i] {
+                    ResampleMode::Up3d
+                } else {
+                    ResampleMode::Up2d
+                };
+                let name = format!("decoder.up_blocks.{i}.upsamplers.0");
+                if let Some(spec) = time_conv_spec(out_dim, mode) {
+                    self.cache += self.batch * CACHE_T * out_dim * h * w;
+                    if !first {
+                        let frames = t + spec.causal_pad();
+                        self.conv(format!("{name}.time_conv"), spec, frames, h, w)?;
+                        t *= 2;
+                    }
+                }
+                let spec = resample_spec(out_dim, mode);
+                (t, _, h, w) = self.conv(format!("{name}.resample.1"), spec, t, 2 * h, 2 * w)?;
+            }
+        }
+        let last = dims[levels];
+        let spec = Conv3dSpec::cube(last, cfg.out_channels, 3, 1);
+        let (t, _, h, w) = self.cached("decoder.conv_out".into(), spec, t, h, w)?;
+        Ok((t, h, w))
+    }
+}
+
+/// Plans every convolution of one VAE pass over a `batch × frames × height × width` pixel
+/// video with band budget `band_elems`, from the config alone (nothing is allocated or
+/// run). Encode reads `1 + 4⌊(F−1)/4⌋` frames; decode plans `⌈(F−1)/4⌉ + 1` latent frames.
+pub fn kernel_plan(
+    cfg: &VaeConfig,
+    pass: VaePass,
+    batch: usize,
+    frames: usize,
+    height: usize,
+    width: usize,
+    band_elems: usize,
+) -> Result<VaePlan> {
+    cfg.validate()?;
+    let (st, ss) = (cfg.scale_temporal(), cfg.scale_spatial());
+    if frames == 0 || !height.is_multiple_of(ss) || !width.is_multiple_of(ss) {
+        return Err(ModelError::InvalidArgument(format!(
+            "VAE plan: {frames} frames of {height}×{width} (need ≥ 1 frame, sides divisible \
+             by {ss})"
+        )));
+    }
+    let mut walk = PlanWalk {
+        batch,
+        band_elems: band_elems.max(1),
+        convs: Vec::new(),
+        ops: Vec::new(),
+        cache: 0,
+    };
+    let (h, w) = (height / ss, width / ss);
+    let z2 = 2 * cfg.z_dim;
+    match pass {
+        VaePass::Encode => {
+            let used = 1 + st * ((frames - 1) / st);
+            walk.ops.push(OpKernel {
+                what: "encode input permute".into(),
+                elems: batch * cfg.in_channels * frames * height * width,
+            });
+            let (mut start, mut latents, mut cache) = (0, 0, 0);
+            while start < used {
+                let len = if start == 0 { 1 } else { st.min(used - start) };
+                walk.cache = 0;
+                let (t, _, _) = walk.encoder_chunk(cfg, start == 0, len, height, width)?;
+                cache = cache.max(walk.cache);
+                latents += t;
+                start += len;
+            }
+            walk.cache = cache;
+            walk.conv(
+                "quant_conv".into(),
+                Conv3dSpec::cube(z2, z2, 1, 0),
+                latents,
+                h,
+                w,
+            )?;
+        }
+        VaePass::Decode => {
+            let latents = (frames - 1).div_ceil(st) + 1;
+            let spec = Conv3dSpec::cube(cfg.z_dim, cfg.z_dim, 1, 0);
+            walk.conv("post_quant_conv".into(), spec, latents, h, w)?;
+            let mut out_frames = 0;
+            let mut cache = 0;
+            for i in 0..latents {
+                walk.cache = 0;
+                let (t, ho, wo) = walk.decoder_chunk(cfg, i == 0, h, w)?;
+                cache = cache.max(walk.cache);
+                out_frames += t;
+                walk.ops.push(OpKernel {
+                    what: "decode chunk permute".into(),
+                    elems: batch * cfg.out_channels * t * ho * wo,
+                });
+            }
+            walk.cache = cache;
+            walk.ops.push(OpKernel {
+                what: "decode output concatenation".into(),
+                elems: batch * cfg.out_channels * out_frames * height * width,
+            });
+        }
+    }
+    Ok(VaePlan {
+        pass,
+        frames,
+        height,
+        width,
+        band_elems: walk.band_elems,
+        convs: walk.convs,
+        ops: walk.ops,
+        cache_elems: walk.cache,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv3d::DEFAULT_BAND_ELEMS;
     use candle_core::Device;
     use candle_nn::VarMap;
 
@@ -889,18 +1332,211 @@ mod tests {
         assert_eq!(post.mean.dims(), &[1, 16, 2, 2, 2]);
     }
 
+    /// The shape-only plan lists exactly the convolution calls a real run makes, with
+    /// the same splits, at the default budget and at a tiny one.
+    #[test]
+    fn plan_matches_run() {
+        let dev = Device::Cpu;
+        let cfg = tiny();
+        let mut vae = random_vae(&cfg, &dev);
+        let video = Tensor::randn(0f32, 0.5, (1, 3, 9, 16, 24), &dev).unwrap();
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 3, 2, 3), &dev).unwrap();
+        for band in [DEFAULT_BAND_ELEMS, 300] {
+            vae.set_band_elems(band);
+            let (_, enc) = vae.encode_traced(&video).unwrap();
+            let plan = kernel_plan(&cfg, VaePass::Encode, 1, 9, 16, 24, band).unwrap();
+            assert_eq!(enc, plan.convs);
+            let (_, dec) = vae.decode_traced(&z).unwrap();
+            let plan = kernel_plan(&cfg, VaePass::Decode, 1, 9, 16, 24, band).unwrap();
+            assert_eq!(dec, plan.convs);
+            if band == 300 {
+                assert!(dec.iter().any(|p| p.bands > 1));
+            }
+        }
+    }
+
+    /// A tiny band budget (many bands and frame groups) gives the same video and latents.
+    #[test]
+    fn banded_vae_matches_default() {
+        let dev = Device::Cpu;
+        let mut vae = random_vae(&tiny(), &dev);
+        let video = Tensor::randn(0f32, 0.5, (1, 3, 5, 16, 24), &dev).unwrap();
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 2, 2, 3), &dev).unwrap();
+        let enc = vae.encode(&video).unwrap().mean;
+        let dec = vae.decode(&z).unwrap();
+        vae.set_band_elems(1);
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(max_diff(&enc, &vae.encode(&video).unwrap().mean) < 1e-5);
+        assert!(max_diff(&dec, &vae.decode(&z).unwrap()) < 1e-5);
+    }
+
+    /// The official shapes (stage-1 decode at 480×832, refinement encode and decode at
+    /// 704×1280, and the 161-frame job) keep every kernel within one 32-bit launch.
+    #[test]
+    fn plan_at_official_sizes_fits_one_launch() {
+        let cfg = VaeConfig::default();
+        let cases = [
+            (VaePass::Decode, 93, 480, 832),
+            (VaePass::Encode, 205, 704, 1280),
+            (VaePass::Decode, 205, 704, 1280),
+            (VaePass::Encode, 349, 704, 1280),
+            (VaePass::Decode, 349, 704, 1280),
+        ];
+        for (pass, f, h, w) in cases {
+            for band in [DEFAULT_BAND_ELEMS, crate::conv3d::CPU_BAND_ELEMS] {
+                let plan = kernel_plan(&cfg, pass, 1, f, h, w, band).unwrap();
+                let (what, n) = plan.largest();
+                assert!(
+                    n <= crate::conv3d::MAX_KERNEL_ELEMS,
+                    "{pass:?} {f}×{h}×{w}: {what} has {n} elements"
+                );
+                for c in &plan.convs {
+                    let one_row = c.frames_per_group == 1 && c.rows_per_band == 1;
+                    assert!(c.im2col_elems <= band || one_row, "{}", c.layer);
+                }
+            }
+        }
+        // The unbanded im2col of the last decoder conv was ~9.3e9 elements.
+        let plan = kernel_plan(&cfg, VaePass::Decode, 1, 5, 704, 1280, usize::MAX).unwrap();
+        assert!(plan.largest().1 > crate::conv3d::MAX_KERNEL_ELEMS);
+    }
+
     /// Decode time of the full-width VAE (base_dim 96) on 2 latent frames (5 video
-    /// frames) of 64×64 pixels: `cargo test -p longcat-model --release vae_decode_timing -- --ignored --nocapture`.
+    /// frames) of 64×64 pixels, one warm-up then `VAE_REPS` (default 3) timed runs, same
+    /// work as `../shared/bench/pytorch-reference/py_vae.py`:
+    /// `cargo test -p longcat-model --release vae_decode_timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn vae_decode_timing() {
         let dev = Device::Cpu;
-        let vae = random_vae(&VaeConfig::default(), &dev);
+        let mut vae = random_vae(&VaeConfig::default(), &dev);
+        if let Some(band) = std::env::var("VAE_BAND").ok().and_then(|v| v.parse().ok()) {
+            vae.set_band_elems(band);
+        }
         let z = Tensor::randn(0f32, 1.0, (1, 16, 2, 8, 8), &dev).unwrap();
-        let start = std::time::Instant::now();
+        let reps: usize = std::env::var("VAE_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
         let video = vae.decode(&z).unwrap();
-        let secs = start.elapsed().as_secs_f64();
         assert_eq!(video.dims(), &[1, 3, 5, 64, 64]);
-        println!("decode base_dim 96, 5 frames 64x64: {secs:.3} s");
+        let mut ms: Vec<f64> = (0..reps.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                vae.decode(&z).unwrap();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let all: Vec<String> = ms.iter().map(|v| format!("{v:.2}")).collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "RESULT rust vae latent 2x8x8 band {} best_ms {:.2} median_ms {:.2} all_ms {}",
+            vae.band_elems(),
+            ms[0],
+            ms[ms.len() / 2],
+            all.join(",")
+        );
+    }
+
+    /// Prints the computed rows of the docs/vae.md memory table:
+    /// `cargo test -p longcat-model vae_plan_table -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn vae_plan_table() {
+        let cfg = VaeConfig::default();
+        let cases = [
+            (VaePass::Decode, 93, 480, 832),
+            (VaePass::Encode, 205, 704, 1280),
+            (VaePass::Decode, 205, 704, 1280),
+            (VaePass::Encode, 349, 704, 1280),
+            (VaePass::Decode, 349, 704, 1280),
+            (VaePass::Decode, 5, 128, 128),
+            (VaePass::Decode, 5, 256, 256),
+            (VaePass::Encode, 5, 256, 256),
+        ];
+        let gib = |e: usize, bytes: usize| (e * bytes) as f64 / (1u64 << 30) as f64;
+        for (pass, f, h, w) in cases {
+            for band in [usize::MAX, DEFAULT_BAND_ELEMS, 1 << 20] {
+                let plan = kernel_plan(&cfg, pass, 1, f, h, w, band).unwrap();
+                let (what, n) = plan.largest();
+                let peak = plan.peak_activation_elems();
+                let band = if band == usize::MAX {
+                    "unbanded".to_string()
+                } else {
+                    format!("2^{}", band.trailing_zeros())
+                };
+                println!(
+                    "| {pass:?} {f}×{h}×{w} | {band} | {n:.3e} ({what}) | {:.2} | {:.2} |",
+                    gib(peak, 2),
+                    gib(peak, 4)
+                );
+            }
+        }
+    }
+
+    /// Peak RSS of one pass of the full-width VAE at a reduced size, for docs/vae.md:
+    /// `VAE_PROBE=decode,FRAMES,H,W[,BAND] cargo test -p longcat-model --release
+    /// vae_memory_probe -- --ignored --nocapture` (one pass per process).
+    #[test]
+    #[ignore]
+    fn vae_memory_probe() {
+        fn rss_kib(field: &str) -> usize {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap()
+        }
+        let probe = std::env::var("VAE_PROBE").unwrap_or_else(|_| "decode,5,64,64".into());
+        let f: Vec<&str> = probe.split(',').collect();
+        let num = |i: usize| f[i].parse::<usize>().unwrap();
+        let (frames, h, w) = (num(1), num(2), num(3));
+        let band = f
+            .get(4)
+            .map_or(crate::conv3d::CPU_BAND_ELEMS, |v| v.parse().unwrap());
+        let dev = Device::Cpu;
+        let cfg = VaeConfig::default();
+        let mut vae = random_vae(&cfg, &dev);
+        vae.set_band_elems(band);
+        let pass = if f[0] == "encode" {
+            VaePass::Encode
+        } else {
+            VaePass::Decode
+        };
+        let plan = kernel_plan(&cfg, pass, 1, frames, h, w, band).unwrap();
+        let input = match pass {
+            VaePass::Encode => Tensor::randn(0f32, 0.5, (1, 3, frames, h, w), &dev).unwrap(),
+            VaePass::Decode => {
+                let t = (frames - 1).div_ceil(4) + 1;
+                Tensor::randn(0f32, 1.0, (1, 16, t, h / 8, w / 8), &dev).unwrap()
+            }
+        };
+        let base = rss_kib("VmRSS:");
+        let start = std::time::Instant::now();
+        match pass {
+            VaePass::Encode => drop(vae.encode(&input).unwrap()),
+            VaePass::Decode => vae.decode_streaming(&input, |_| Ok(())).unwrap(),
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let peak = rss_kib("VmHWM:");
+        println!(
+            "PROBE {probe} band {band}: rss before {:.0} MiB, peak {:.0} MiB, peak − before \
+             {:.0} MiB; planned activations {:.0} MiB (f32); largest kernel {:?}; {secs:.1} s",
+            base as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            (peak - base) as f64 / 1024.0,
+            plan.peak_activation_elems() as f64 * 4.0 / (1 << 20) as f64,
+            plan.largest()
+        );
     }
 }
