@@ -19,9 +19,7 @@ use candle_nn::VarBuilder;
 
 use crate::{ModelError, Result};
 
-/// The largest element count one tensor kernel may cover: candle's CUDA kernels launch with
-/// 32-bit element counts, so anything above `i32::MAX` would be silently truncated.
-pub const MAX_KERNEL_ELEMS: usize = i32::MAX as usize;
+pub use crate::limits::{check_kernel_elems, MAX_KERNEL_ELEMS};
 
 /// Default element budget of one band's im2col matrix and product on an accelerator
 /// (64 Mi elements: large matmuls, few launches).
@@ -38,16 +36,6 @@ pub fn default_band_elems(device: &Device) -> usize {
     } else {
         DEFAULT_BAND_ELEMS
     }
-}
-
-/// Fails when a kernel over `n` elements would exceed [`MAX_KERNEL_ELEMS`].
-pub fn check_kernel_elems(what: &str, n: usize) -> Result<()> {
-    if n > MAX_KERNEL_ELEMS {
-        return Err(ModelError::InvalidArgument(format!(
-            "{what}: a single kernel over {n} elements exceeds the 2^31 limit of one launch"
-        )));
-    }
-    Ok(())
 }
 
 /// Shape parameters of a [`CausalConv3d`].

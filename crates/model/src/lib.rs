@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod conv3d;
 pub mod dit;
 pub mod error;
+pub mod limits;
 pub mod lora;
 pub mod scheduler;
 pub mod text_clean;

@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::error::Result;
+use crate::limits::check_kernel_elems;
 use crate::lora::LoraAdapter;
 
 /// Epsilon of every norm in the DiT.
@@ -76,8 +77,8 @@ impl DitLinear {
     }
 
     /// Output features `start..start + len` only (the rows of the weight), e.g. the q, k or v
-    /// part of a fused projection: at refinement size the fused output would exceed 2^31
-    /// elements, the limit of one device kernel.
+    /// part of a fused projection: at refinement size the fused output would exceed
+    /// [`crate::limits::MAX_KERNEL_ELEMS`], the limit of one device kernel.
     pub fn forward_rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
         let dtype = self.weight.dtype();
         let x = x.to_dtype(dtype)?;
@@ -89,7 +90,7 @@ impl DitLinear {
         for a in &self.adapters {
             y = (y + a.delta_rows(&x, start, len)?)?;
         }
-        check_kernel_size(&y, &self.path);
+        check_kernel_elems(&self.path, y.elem_count())?;
         Ok(y)
     }
 
@@ -103,7 +104,7 @@ impl DitLinear {
         for a in &self.adapters {
             y = (y + a.delta(&x)?)?;
         }
-        check_kernel_size(&y, &self.path);
+        check_kernel_elems(&self.path, y.elem_count())?;
         Ok(y)
     }
 
@@ -151,21 +152,6 @@ impl DitLinear {
                 .map(LoraAdapter::held_bytes)
                 .sum::<usize>()
     }
-}
-
-/// Elements one device kernel may cover: candle's CUDA kernels launch with a `u32` element
-/// count, so a bigger elementwise op would silently compute only part of its output.
-pub const MAX_KERNEL_ELEMS: usize = 1 << 31;
-
-/// Debug builds fail loudly when `t` is larger than one kernel may be (release builds trust
-/// the shapes planned for the official sizes).
-pub fn check_kernel_size(t: &Tensor, what: &str) {
-    debug_assert!(
-        t.elem_count() < MAX_KERNEL_ELEMS,
-        "{what}: {:?} has {} elements, over the 2^31 limit of one kernel",
-        t.dims(),
-        t.elem_count()
-    );
 }
 
 /// `x W^T` over the last dim of `x` (any leading dims).
