@@ -3,6 +3,7 @@
 mod attn;
 mod mem;
 mod shapes;
+mod vae;
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,16 @@ pub enum BenchCommand {
         /// Head dimension.
         #[arg(long, default_value_t = 64)]
         head_dim: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
+    /// VAE decode time (full width, random weights, CPU f32) of a small latent: the shape the
+    /// PyTorch reference (`py_vae.py`) times.
+    Vae {
+        /// Latent T H W.
+        #[arg(long, num_args = 3, default_values_t = [2, 8, 8])]
+        latent: Vec<usize>,
         /// Timed repetitions (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -239,11 +250,19 @@ pub fn run(command: BenchCommand) -> Result<()> {
             head_dim,
             reps,
         } => attn::bench_dense(tokens, heads, head_dim, reps),
+        BenchCommand::Vae { latent, reps } => {
+            let latent: [usize; 3] = match latent.try_into() {
+                Ok(l) => l,
+                Err(_) => bail!("--latent takes three numbers"),
+            };
+            vae::bench_decode(latent, reps)
+        }
         BenchCommand::Shapes { only } => {
             let all = [
                 shapes::ShapeCase::Bsa,
                 shapes::ShapeCase::Dense,
                 shapes::ShapeCase::Block,
+                shapes::ShapeCase::Vae,
             ];
             shapes::bench_shapes(if only.is_empty() { &all } else { &only })
         }

@@ -28,6 +28,8 @@ pub enum ShapeCase {
     Dense,
     /// One DiT block at hidden 4096 over the stage-1 tokens.
     Block,
+    /// The VAE's kernel plan at the official sizes (largest single kernel; nothing runs).
+    Vae,
 }
 
 /// Runs `f` once and prints its time and the process's peak RSS while it ran.
@@ -99,6 +101,9 @@ pub fn bench_shapes(cases: &[ShapeCase]) -> Result<()> {
                 Ok(())
             },
         )?;
+    }
+    if cases.contains(&ShapeCase::Vae) {
+        super::vae::print_plan()?;
     }
     if cases.contains(&ShapeCase::Block) {
         let [t, h, w] = STAGE1_GRID;
