@@ -709,8 +709,7 @@ fn compare(ctx: &mut Ctx, stored: &StoredSet, requests: &[Requested]) {
     }
 }
 
-/// Checks one component folder against `requests`; returns the stored names' shapes
-/// (requested name -> stored shape) for later use.
+/// Checks one component folder against `requests` and sums up what is stored.
 fn check_component(
     report: &mut CheckReport,
     dir: &Path,

@@ -336,7 +336,7 @@ pub fn write_sparse(path: &Path, tensors: &[FixtureTensor]) -> Result<()> {
         offset = end;
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     if let Some(dir) = path.parent() {
