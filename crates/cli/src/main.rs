@@ -5,6 +5,7 @@ mod device;
 mod generate;
 mod goldens;
 mod serve;
+mod weights_cmd;
 mod worker_cmd;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,11 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Checkpoint tools: `weights check DIR` validates a checkpoint from its headers.
+    Weights {
+        #[command(subcommand)]
+        command: weights_cmd::WeightsCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Generate(args) => generate::run(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Worker(args) => worker_cmd::run(*args),
         Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Weights { command } => weights_cmd::run(command),
     };
     match result {
         Ok(code) => code,

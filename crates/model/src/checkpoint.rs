@@ -548,5 +548,7 @@ impl SimpleBackend for TrackingBackend {
     }
 }
 
+pub mod verify;
+
 #[cfg(test)]
 mod tests;
