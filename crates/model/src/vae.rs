@@ -13,7 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::conv3d::{
-    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvRun,
+    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvPath,
+    ConvRun,
 };
 use crate::{ModelError, Result};
 
@@ -726,6 +727,8 @@ pub struct WanVae {
     decoder: Decoder,
     /// `None`: the device default ([`default_band_elems`]).
     band_elems: Option<usize>,
+    /// Convolution implementation ([`ConvPath::Auto`]: the native CPU kernel where it applies).
+    conv_path: ConvPath,
 }
 
 /// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
@@ -749,6 +752,7 @@ impl WanVae {
             )?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
             band_elems: None,
+            conv_path: ConvPath::Auto,
         })
     }
 
@@ -765,10 +769,16 @@ impl WanVae {
             .unwrap_or_else(|| default_band_elems(self.decoder.norm_out.gamma.device()))
     }
 
+    /// Chooses the convolution implementation (results agree to rounding).
+    pub fn set_conv_path(&mut self, path: ConvPath) {
+        self.conv_path = path;
+    }
+
     fn new_cache(&self) -> FeatCache {
         FeatCache::with_run(ConvRun {
             band_elems: self.band_elems(),
             trace: None,
+            path: self.conv_path,
         })
     }
 
