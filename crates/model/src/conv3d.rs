@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 use crate::{ModelError, Result};
 
 #[path = "conv3d_cpu.rs"]
-mod cpu;
+pub(crate) mod cpu;
 
 pub use crate::limits::{check_kernel_elems, MAX_KERNEL_ELEMS};
 
@@ -276,7 +276,7 @@ impl Default for ConvRun {
 }
 
 /// The f32 data of a CPU storage from `start` on.
-fn cpu_f32(s: &Storage, start: usize) -> Result<&[f32]> {
+pub(crate) fn cpu_f32(s: &Storage, start: usize) -> Result<&[f32]> {
     match s {
         Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[start..]),
         _ => Err(ModelError::InvalidArgument(

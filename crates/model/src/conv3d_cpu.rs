@@ -1,7 +1,9 @@
 //! Native CPU kernel of the stride-1 causal conv3d in f32: no im2col.
 //!
-//! One task per (batch item, output frame, block of output channels); rayon runs the tasks,
-//! `gemm` runs without threading of its own. A task walks its frame in bands of output rows.
+//! One task per (batch item, output frame, block of output channels); candle's CPU thread
+//! pool runs the tasks (the pool that runs every other CPU op of the network, so no second
+//! set of threads competes with its spinning workers), `gemm` runs without threading of its
+//! own. A task walks its frame in bands of output rows.
 //! For each band it copies the `kt` input frames it reads (leading causal zero frames
 //! skipped) zero padded into `[kt', C, R + kh − 1, Wp]`. With the padded width `Wp`,
 //! output position `n = r·Wp + x` of the band and tap `(dy, dx)` read the band at
@@ -13,7 +15,6 @@
 //! (one output row at least).
 
 use gemm::{gemm, Parallelism};
-use rayon::prelude::*;
 
 /// Frames of the causally padded input of one batch item: `zeros` zero frames, then
 /// `frames` (each `[C, H, W]`, contiguous).
@@ -37,9 +38,40 @@ pub(crate) struct Geometry {
     pub w_out: usize,
 }
 
+/// Threads of candle's CPU pool (its workers and the calling thread).
+pub(crate) fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// Runs `task(i)` for `i in 0..n` on candle's CPU pool.
+pub(crate) fn run_tasks(n: usize, task: impl Fn(usize) + Sync) {
+    candle_core::utils::barrier_pool().execute_chunked(n, |range| range.for_each(&task));
+}
+
+/// A pointer into a buffer that tasks fill in disjoint parts.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(*mut f32);
+
+// Safety: tasks write disjoint ranges only (each user states which).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        Self(buf.as_mut_ptr())
+    }
+
+    /// # Safety
+    /// `start + len` lies inside the buffer, and no other live slice overlaps the range.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [f32] {
+        std::slice::from_raw_parts_mut(self.0.add(start), len)
+    }
+}
+
 /// Output channels per task: enough tasks to keep every thread busy, blocks of at least 16.
 fn channel_block(o: usize, frames: usize) -> usize {
-    let want = 2 * rayon::current_num_threads();
+    let want = 2 * pool_threads();
     let splits = want.div_ceil(frames.max(1)).clamp(1, o.div_ceil(16).max(1));
     o.div_ceil(splits)
 }
@@ -59,19 +91,17 @@ pub(crate) fn conv3d(
         return out;
     }
     let o_blk = channel_block(g.o, items.len() * g.t_out);
-    out.par_chunks_mut(frame_out)
-        .enumerate()
-        .for_each(|(bf, frame)| {
-            let (b, f) = (bf / g.t_out, bf % g.t_out);
-            frame
-                .par_chunks_mut(o_blk * plane_out)
-                .enumerate()
-                .for_each(|(ob, slab)| {
-                    let o0 = ob * o_blk;
-                    let o_len = slab.len() / plane_out;
-                    frame_task(&items[b], f, (o0, o_len), g, kernel, band_elems, slab);
-                });
-        });
+    let blocks = g.o.div_ceil(o_blk);
+    let shared = SharedOut::new(&mut out);
+    run_tasks(items.len() * g.t_out * blocks, |i| {
+        let (bf, ob) = (i / blocks, i % blocks);
+        let (b, f) = (bf / g.t_out, bf % g.t_out);
+        let o0 = ob * o_blk;
+        let o_len = o_blk.min(g.o - o0);
+        // Safety: task `i` alone writes channels `o0 .. o0 + o_len` of frame `bf`.
+        let slab = unsafe { shared.slice(bf * frame_out + o0 * plane_out, o_len * plane_out) };
+        frame_task(&items[b], f, (o0, o_len), g, kernel, band_elems, slab);
+    });
     out
 }
 

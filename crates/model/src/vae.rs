@@ -260,10 +260,15 @@ fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result
     Ok(y)
 }
 
+#[path = "vae_cpu.rs"]
+mod cpu;
+
 /// Wan RMS norm over channels: `x / max(‖x‖, 1e-12) · √C · γ`.
 #[derive(Debug, Clone)]
 struct RmsNorm {
     gamma: Tensor,
+    /// `γ` for the native CPU kernel (f32 weights on the CPU).
+    gamma_cpu: Option<Vec<f32>>,
     scale: f64,
 }
 
@@ -275,14 +280,50 @@ impl RmsNorm {
         } else {
             vb.get((dim, 1, 1, 1), "gamma")?.reshape((dim, 1, 1))?
         };
+        let gamma = gamma.detach();
+        let gamma_cpu = if gamma.device().is_cpu() && gamma.dtype() == DType::F32 {
+            Some(gamma.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            None
+        };
         Ok(Self {
-            gamma: gamma.detach(),
+            gamma,
+            gamma_cpu,
             scale: (dim as f64).sqrt(),
         })
     }
 
     /// Normalizes over the channel dim of `[.., C, H, W]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, false)
+    }
+
+    /// [`Self::forward`], then SiLU.
+    fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, true)
+    }
+
+    /// The native CPU kernel for f32 CPU tensors, tensor ops otherwise.
+    fn forward_act(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
+        if let Some(gamma) = &self.gamma_cpu {
+            if x.device().is_cpu() && x.dtype() == DType::F32 {
+                let dims = x.dims().to_vec();
+                let r = dims.len();
+                let (c, p) = (dims[r - 3], dims[r - 2] * dims[r - 1]);
+                let n = dims[..r - 3].iter().product();
+                let x = x.contiguous()?;
+                let (st, l) = x.storage_and_layout();
+                let data = crate::conv3d::cpu_f32(&st, l.start_offset())?;
+                let y = cpu::rms_norm(data, (n, c, p), gamma, self.scale as f32, silu);
+                return Ok(Tensor::from_vec(y, dims, x.device())?);
+            }
+        }
+        let y = self.forward_ops(x)?;
+        Ok(if silu { y.silu()? } else { y })
+    }
+
+    /// The tensor-op form (the reference, and the path of other devices and dtypes).
+    fn forward_ops(&self, x: &Tensor) -> Result<Tensor> {
         let c_dim = x.rank() - 3;
         let norm = x
             .sqr()?
@@ -328,9 +369,9 @@ impl ResBlock {
             Some(s) => cache.conv(s, x, None)?,
             None => x.clone(),
         };
-        let y = self.norm1.forward(x)?.silu()?;
+        let y = self.norm1.forward_silu(x)?;
         let y = cached_conv(&self.conv1, &y, cache)?;
-        let y = self.norm2.forward(&y)?.silu()?;
+        let y = self.norm2.forward_silu(&y)?;
         let y = cached_conv(&self.conv2, &y, cache)?;
         Ok((y + h)?)
     }
@@ -611,7 +652,7 @@ impl Encoder {
             };
         }
         let x = self.mid.forward(&x, cache)?;
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }
@@ -691,7 +732,7 @@ impl Decoder {
                 x = u.forward(&x, cache)?;
             }
         }
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }
@@ -1297,6 +1338,83 @@ mod tests {
             base_dim: 4,
             ..VaeConfig::default()
         }
+    }
+
+    /// The fused CPU RMS norm (+ SiLU) equals the tensor ops, on odd sizes and on frames of
+    /// more than one pixel chunk, for the 5D and the 4D (attention) layouts.
+    #[test]
+    fn rms_norm_cpu_equals_tensor_ops() {
+        let dev = Device::Cpu;
+        for (dims, images) in [
+            (vec![2, 3, 5, 7, 9], false),
+            (vec![1, 2, 3, 33, 35], false),
+            (vec![3, 6, 4, 5], true),
+        ] {
+            let c = dims[dims.len() - 3];
+            let gamma = Tensor::randn(1f32, 0.1, (c, 1, 1), &dev).unwrap();
+            let norm = if images {
+                gamma.clone()
+            } else {
+                gamma.reshape((c, 1, 1, 1)).unwrap()
+            };
+            let vb = VarBuilder::from_tensors(
+                [("gamma".to_string(), norm)].into_iter().collect(),
+                DType::F32,
+                &dev,
+            );
+            let norm = RmsNorm::new(c, images, vb).unwrap();
+            assert!(norm.gamma_cpu.is_some());
+            let mut x = Tensor::randn(0f32, 1.0, dims.clone(), &dev).unwrap();
+            // A pixel whose channels are all zero (the 1e-12 clamp).
+            let n: usize = dims.iter().product();
+            let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let p = dims[dims.len() - 2] * dims[dims.len() - 1];
+            for ch in 0..c {
+                v[ch * p] = 0.0;
+            }
+            x = Tensor::from_vec(v, dims.clone(), &dev).unwrap();
+            assert_eq!(x.elem_count(), n);
+            for silu in [false, true] {
+                let want = norm.forward_ops(&x).unwrap();
+                let want = if silu { want.silu().unwrap() } else { want };
+                let got = norm.forward_act(&x, silu).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-5, "{dims:?} silu {silu}: {diff}");
+            }
+        }
+    }
+
+    /// The decode with the native CPU kernels equals the banded tensor-op convolution.
+    #[test]
+    fn decode_native_cpu_equals_banded() {
+        let dev = Device::Cpu;
+        let mut vae = random_vae(&tiny(), &dev);
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 3, 3, 5), &dev).unwrap();
+        let native = vae.decode(&z).unwrap();
+        vae.set_conv_path(ConvPath::Banded);
+        let banded = vae.decode(&z).unwrap();
+        assert_eq!(native.dims(), &[1, 3, 9, 24, 40]);
+        let diff = (native - banded)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]
