@@ -13,6 +13,10 @@
 //! the `Wp − W_out` trailing columns of every row are discarded. Spatially strided
 //! convolutions (the encoder's downsamplers) use candle's `conv2d` on each band instead.
 //! Every planned kernel is checked against [`MAX_KERNEL_ELEMS`] before it runs.
+//!
+//! On the CPU in f32, stride-1 layers run a native kernel instead (`conv3d_cpu.rs`: per-tap
+//! gemms on a padded band, no im2col, causal zero frames skipped); [`ConvPath::Banded`]
+//! forces the tensor ops, which stay the reference and the path of everything else.
 
 use candle_core::{DType, Device, Module, Storage, Tensor};
 use candle_nn::VarBuilder;
