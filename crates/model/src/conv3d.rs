@@ -13,11 +13,18 @@
 //! the `Wp − W_out` trailing columns of every row are discarded. Spatially strided
 //! convolutions (the encoder's downsamplers) use candle's `conv2d` on each band instead.
 //! Every planned kernel is checked against [`MAX_KERNEL_ELEMS`] before it runs.
+//!
+//! On the CPU in f32, stride-1 layers run a native kernel instead (`conv3d_cpu.rs`: per-tap
+//! gemms on a padded band, no im2col, causal zero frames skipped); [`ConvPath::Banded`]
+//! forces the tensor ops, which stay the reference and the path of everything else.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::{ModelError, Result};
+
+#[path = "conv3d_cpu.rs"]
+pub(crate) mod cpu;
 
 pub use crate::limits::{check_kernel_elems, MAX_KERNEL_ELEMS};
 
@@ -238,13 +245,28 @@ pub struct ConvKernelPlan {
     pub largest_kernel_elems: usize,
 }
 
-/// Band budget and an optional record of every call's plan (for tests and benches).
+/// Which implementation runs a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPath {
+    /// The native CPU kernel for f32 CPU tensors with stride 1 (no im2col, per-tap gemms
+    /// on a padded band), the banded tensor ops otherwise.
+    #[default]
+    Auto,
+    /// Always the banded tensor ops (the reference; the path of other devices and dtypes).
+    Banded,
+}
+
+/// Band budget, implementation and an optional record of every call's plan (for tests and
+/// benches).
 #[derive(Debug, Clone)]
 pub struct ConvRun {
-    /// Element budget of one band's im2col matrix and product.
+    /// Element budget of one band's im2col matrix and product (the native CPU kernel: of
+    /// one padded input band and its product).
     pub band_elems: usize,
-    /// When set, each call appends its plan.
+    /// When set, each call appends its plan (the banded split, whichever path runs).
     pub trace: Option<Vec<ConvKernelPlan>>,
+    /// Implementation choice.
+    pub path: ConvPath,
 }
 
 impl Default for ConvRun {
@@ -252,7 +274,18 @@ impl Default for ConvRun {
         Self {
             band_elems: DEFAULT_BAND_ELEMS,
             trace: None,
+            path: ConvPath::Auto,
         }
+    }
+}
+
+/// The f32 data of a CPU storage from `start` on.
+pub(crate) fn cpu_f32(s: &Storage, start: usize) -> Result<&[f32]> {
+    match s {
+        Storage::Cpu(cpu) => Ok(&cpu.as_slice::<f32>()?[start..]),
+        _ => Err(ModelError::InvalidArgument(
+            "causal conv3d: the CPU kernel needs CPU tensors".into(),
+        )),
     }
 }
 
@@ -316,7 +349,7 @@ fn band_input(
 pub struct CausalConv3d {
     spec: Conv3dSpec,
     name: String,
-    /// Flat-shift path: `[O, kt·kh·kw·C + 1]`, taps `(dt, dy, dx)` outer, channels inner,
+    /// Flat-shift path: `[O, kh·kw·kt·C + 1]`, taps `(dy, dx, dt)` outer, channels inner,
     /// the bias last. Strided path: the torch kernel `[O, C, kh, kw]`.
     kernel: Tensor,
     /// `[1, O, 1, 1]` (strided path only).
@@ -356,9 +389,9 @@ impl CausalConv3d {
         }
         let (kernel, bias) = if spec.flat() {
             let k = weight
-                .permute((0, 2, 3, 4, 1))?
+                .permute((0, 3, 4, 2, 1))?
                 .contiguous()?
-                .reshape((o, kt * kh * kw * c))?;
+                .reshape((o, kh * kw * kt * c))?;
             let b = bias.reshape((o, 1))?.to_dtype(k.dtype())?;
             (Tensor::cat(&[&k, &b], 1)?, b.reshape((1, o, 1, 1))?)
         } else {
@@ -401,7 +434,7 @@ impl CausalConv3d {
     pub fn forward(&self, x: &Tensor, past: Option<&Tensor>) -> Result<Tensor> {
         let mut run = ConvRun {
             band_elems: default_band_elems(x.device()),
-            trace: None,
+            ..ConvRun::default()
         };
         self.forward_run(x, past, &mut run)
     }
@@ -440,6 +473,13 @@ impl CausalConv3d {
             self.name.as_str()
         };
         check_kernel_elems(what, plan.largest_kernel_elems)?;
+        if run.path == ConvPath::Auto && self.native_cpu(x) {
+            let y = self.forward_cpu(x, kept.as_ref(), zeros, &plan, run.band_elems)?;
+            if let Some(trace) = run.trace.as_mut() {
+                trace.push(plan);
+            }
+            return Ok(y);
+        }
         let mut items = Vec::with_capacity(b);
         for bi in 0..b {
             let xb = x.get(bi)?;
@@ -465,6 +505,78 @@ impl CausalConv3d {
             .map(|t| t.unsqueeze(0))
             .collect::<candle_core::Result<_>>()?;
         Ok(Tensor::cat(&items, 0)?)
+    }
+
+    /// `true` when the native CPU kernel can run this layer on `x`.
+    fn native_cpu(&self, x: &Tensor) -> bool {
+        self.spec.flat()
+            && self.spec.stride_t == 1
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && self.kernel.dtype() == DType::F32
+            && self.kernel.device().is_cpu()
+    }
+
+    /// The native CPU kernel (see [`Self::native_cpu`]): `kept` `[B, n, C, H, W]` frames
+    /// follow `zeros` causal zero frames and precede `x`.
+    fn forward_cpu(
+        &self,
+        x: &Tensor,
+        kept: Option<&Tensor>,
+        zeros: usize,
+        plan: &ConvKernelPlan,
+        band_elems: usize,
+    ) -> Result<Tensor> {
+        let (b, t, c, h, w) = x.dims5()?;
+        let x = x.contiguous()?;
+        let kept = kept.map(Tensor::contiguous).transpose()?;
+        let kernel = self.kernel.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let ks = kept.as_ref().map(|k| k.storage_and_layout());
+        let (ws, wl) = kernel.storage_and_layout();
+        let frame = c * h * w;
+        let x_data = cpu_f32(&xs, xl.start_offset())?;
+        let k_data = match &ks {
+            Some((s, l)) => Some(cpu_f32(s, l.start_offset())?),
+            None => None,
+        };
+        let n_kept = match &kept {
+            Some(k) => k.dim(1)?,
+            None => 0,
+        };
+        let mut items = Vec::with_capacity(b);
+        for bi in 0..b {
+            let mut frames = Vec::with_capacity(n_kept + t);
+            if let Some(kd) = k_data {
+                for i in 0..n_kept {
+                    let s = (bi * n_kept + i) * frame;
+                    frames.push(&kd[s..s + frame]);
+                }
+            }
+            for i in 0..t {
+                let s = (bi * t + i) * frame;
+                frames.push(&x_data[s..s + frame]);
+            }
+            items.push(cpu::ItemFrames { zeros, frames });
+        }
+        let [_, t_out, o, h_out, w_out] = plan.output;
+        let g = cpu::Geometry {
+            c,
+            h,
+            w,
+            o,
+            kernel: self.spec.kernel,
+            pad_hw: self.spec.pad_hw,
+            t_out,
+            h_out,
+            w_out,
+        };
+        let out = cpu::conv3d(&items, g, cpu_f32(&ws, wl.start_offset())?, band_elems);
+        Ok(Tensor::from_vec(
+            out,
+            (b, t_out, o, h_out, w_out),
+            x.device(),
+        )?)
     }
 
     /// One batch item: `srcs` are `[n, C, H, W]` pieces of the padded frame sequence.
@@ -507,17 +619,20 @@ impl CausalConv3d {
                     )?;
                     let p = p.reshape((t1 - t0, c, (rows_in + extra) * wp))?;
                     let n = r * wp;
-                    let mut cols = Vec::with_capacity(kt * kh * kw + 1);
+                    let mut frames = Vec::with_capacity(kt);
                     for dt in 0..kt {
-                        let frames = if st == 1 {
+                        frames.push(if st == 1 {
                             p.narrow(0, dt, ft)?
                         } else {
                             let idx: Vec<u32> = (0..ft).map(|i| (dt + st * i) as u32).collect();
                             p.index_select(&Tensor::new(idx.as_slice(), dev)?, 0)?
-                        };
-                        for dy in 0..kh {
-                            for dx in 0..kw {
-                                cols.push(frames.narrow(2, dy * wp + dx, n)?.transpose(0, 1)?);
+                        });
+                    }
+                    let mut cols = Vec::with_capacity(kt * kh * kw + 1);
+                    for dy in 0..kh {
+                        for dx in 0..kw {
+                            for f in &frames {
+                                cols.push(f.narrow(2, dy * wp + dx, n)?.transpose(0, 1)?);
                             }
                         }
                     }
@@ -569,13 +684,24 @@ mod tests {
 
     /// Direct definition: causal zero padding, then a sum over every kernel element.
     fn naive(x: &[f32], dims: [usize; 5], w: &[f32], bias: &[f32], spec: Conv3dSpec) -> Vec<f32> {
+        naive_zeros(x, dims, w, bias, spec, spec.causal_pad())
+    }
+
+    /// [`naive`] with `zeros` zero frames in front instead of the causal padding.
+    fn naive_zeros(
+        x: &[f32],
+        dims: [usize; 5],
+        w: &[f32],
+        bias: &[f32],
+        spec: Conv3dSpec,
+        zeros: usize,
+    ) -> Vec<f32> {
         let [b, t, c, h, wd] = dims;
         let (kt, kh, kw) = spec.kernel;
-        let pt = spec.pad_t;
         let [top, _, left, _] = spec.pad_hw;
         let s = spec.stride_hw;
         let o = spec.out_channels;
-        let (t_out, h_out, w_out) = spec.out_dims(t + 2 * pt, h, wd).unwrap();
+        let (t_out, h_out, w_out) = spec.out_dims(t + zeros, h, wd).unwrap();
         let mut out = vec![0f32; b * t_out * o * h_out * w_out];
         for bi in 0..b {
             for to in 0..t_out {
@@ -585,7 +711,7 @@ mod tests {
                             let mut acc = bias[oc];
                             for ic in 0..c {
                                 for dt in 0..kt {
-                                    let ti = (to * spec.stride_t + dt) as isize - 2 * pt as isize;
+                                    let ti = (to * spec.stride_t + dt) as isize - zeros as isize;
                                     if ti < 0 {
                                         continue;
                                     }
@@ -654,18 +780,26 @@ mod tests {
         let x = Tensor::from_vec(xv.clone(), dims.to_vec(), &dev).unwrap();
         let want = naive(&xv, dims, &wv, &bv, spec);
         let mut plans = Vec::new();
-        for &band_elems in budgets {
-            let mut run = ConvRun {
-                band_elems,
-                trace: Some(Vec::new()),
-            };
-            let ours = conv.forward_run(&x, None, &mut run).unwrap();
-            let got: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
-            assert_eq!(got.len(), want.len());
-            for (g, r) in got.iter().zip(&want) {
-                assert!((g - r).abs() < 1e-4, "budget {band_elems}: {g} vs {r}");
+        for path in [ConvPath::Banded, ConvPath::Auto] {
+            for &band_elems in budgets {
+                let mut run = ConvRun {
+                    band_elems,
+                    trace: Some(Vec::new()),
+                    path,
+                };
+                let ours = conv.forward_run(&x, None, &mut run).unwrap();
+                let got: Vec<f32> = ours.flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(got.len(), want.len());
+                for (g, r) in got.iter().zip(&want) {
+                    assert!(
+                        (g - r).abs() < 1e-4,
+                        "{path:?} budget {band_elems}: {g} vs {r}"
+                    );
+                }
+                if path == ConvPath::Auto {
+                    plans.extend(run.trace.unwrap());
+                }
             }
-            plans.extend(run.trace.unwrap());
         }
         plans
     }
@@ -770,5 +904,97 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// The native CPU kernel equals the banded path and the naive sum on odd sizes, with
+    /// and without past frames, for every kernel shape the VAE's stride-1 layers use, at
+    /// the default, a mid and a one-row budget.
+    #[test]
+    fn native_cpu_equals_banded_and_naive_with_past() {
+        let dev = Device::Cpu;
+        let specs = [
+            Conv3dSpec::cube(5, 7, 3, 1),
+            Conv3dSpec::cube(6, 3, 1, 0),
+            Conv3dSpec::spatial(5, 4, 3, 1, [1; 4]),
+            Conv3dSpec::temporal(3, 6, 3, 1, 1),
+            Conv3dSpec {
+                pad_hw: [2, 0, 0, 1],
+                ..Conv3dSpec::cube(3, 4, 3, 1)
+            },
+        ];
+        // 35 output channels: more than one channel block per task.
+        let wide = Conv3dSpec::cube(4, 35, 3, 1);
+        for spec in specs.into_iter().chain([wide]) {
+            let (conv, wv, bv) = layer(spec);
+            let (c, front) = (spec.in_channels, spec.causal_pad());
+            for (t, tp) in [(1, 0), (3, 0), (1, 1), (2, 2), (4, 3)] {
+                let (h, w) = (5, 7);
+                let frame = c * h * w;
+                let all = pseudo((tp + t) * frame, 11 + t as u32);
+                let x =
+                    Tensor::from_vec(all[tp * frame..].to_vec(), (1, t, c, h, w), &dev).unwrap();
+                let past = (tp > 0).then(|| {
+                    Tensor::from_vec(all[..tp * frame].to_vec(), (1, tp, c, h, w), &dev).unwrap()
+                });
+                // The naive input: the kept past frames, then x, behind the remaining zeros.
+                let kept = tp.min(front);
+                let naive_in = &all[(tp - kept) * frame..];
+                let want = naive_zeros(
+                    naive_in,
+                    [1, kept + t, c, h, w],
+                    &wv,
+                    &bv,
+                    spec,
+                    front - kept,
+                );
+                for band_elems in [DEFAULT_BAND_ELEMS, 300, 1] {
+                    let mut outs = Vec::new();
+                    for path in [ConvPath::Banded, ConvPath::Auto] {
+                        let mut run = ConvRun {
+                            band_elems,
+                            trace: None,
+                            path,
+                        };
+                        let y = conv.forward_run(&x, past.as_ref(), &mut run).unwrap();
+                        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                        assert_eq!(got.len(), want.len(), "{spec:?} t {t} past {tp}");
+                        for (g, r) in got.iter().zip(&want) {
+                            assert!(
+                                (g - r).abs() < 1e-4,
+                                "{spec:?} t {t} past {tp} {path:?} budget {band_elems}: {g} vs {r}"
+                            );
+                        }
+                        outs.push(got);
+                    }
+                    for (a, b) in outs[0].iter().zip(&outs[1]) {
+                        assert!((a - b).abs() < 1e-5, "banded {a} vs native {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Several batch items, each with its own past frames.
+    #[test]
+    fn native_cpu_batched_with_past() {
+        let dev = Device::Cpu;
+        let spec = Conv3dSpec::cube(3, 5, 3, 1);
+        let (conv, _, _) = layer(spec);
+        let x = Tensor::from_vec(pseudo(2 * 3 * 3 * 4 * 6, 21), (2, 3, 3, 4, 6), &dev).unwrap();
+        let past = Tensor::from_vec(pseudo(2 * 2 * 3 * 4 * 6, 22), (2, 2, 3, 4, 6), &dev).unwrap();
+        let mut outs = Vec::new();
+        for path in [ConvPath::Banded, ConvPath::Auto] {
+            let mut run = ConvRun {
+                band_elems: 500,
+                trace: None,
+                path,
+            };
+            let y = conv.forward_run(&x, Some(&past), &mut run).unwrap();
+            assert_eq!(y.dims(), &[2, 3, 5, 4, 6]);
+            outs.push(y.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        }
+        for (a, b) in outs[0].iter().zip(&outs[1]) {
+            assert!((a - b).abs() < 1e-5, "banded {a} vs native {b}");
+        }
     }
 }

@@ -13,7 +13,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::conv3d::{
-    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvRun,
+    check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvPath,
+    ConvRun,
 };
 use crate::{ModelError, Result};
 
@@ -259,6 +260,9 @@ fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Result
     Ok(y)
 }
 
+#[path = "vae_cpu.rs"]
+mod cpu;
+
 /// Wan RMS norm over channels: `x / max(‖x‖, 1e-12) · √C · γ`.
 #[derive(Debug, Clone)]
 struct RmsNorm {
@@ -282,6 +286,35 @@ impl RmsNorm {
 
     /// Normalizes over the channel dim of `[.., C, H, W]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, false)
+    }
+
+    /// [`Self::forward`], then SiLU.
+    fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, true)
+    }
+
+    /// The native CPU kernel for f32 CPU tensors, tensor ops otherwise.
+    fn forward_act(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
+        let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if cpu_f32(&self.gamma) && cpu_f32(x) {
+            let gamma = self.gamma.flatten_all()?.to_vec1::<f32>()?;
+            let dims = x.dims().to_vec();
+            let r = dims.len();
+            let (c, p) = (dims[r - 3], dims[r - 2] * dims[r - 1]);
+            let n = dims[..r - 3].iter().product();
+            let x = x.contiguous()?;
+            let (st, l) = x.storage_and_layout();
+            let data = crate::conv3d::cpu_f32(&st, l.start_offset())?;
+            let y = cpu::rms_norm(data, (n, c, p), &gamma, self.scale as f32, silu);
+            return Ok(Tensor::from_vec(y, dims, x.device())?);
+        }
+        let y = self.forward_ops(x)?;
+        Ok(if silu { y.silu()? } else { y })
+    }
+
+    /// The tensor-op form (the reference, and the path of other devices and dtypes).
+    fn forward_ops(&self, x: &Tensor) -> Result<Tensor> {
         let c_dim = x.rank() - 3;
         let norm = x
             .sqr()?
@@ -327,9 +360,9 @@ impl ResBlock {
             Some(s) => cache.conv(s, x, None)?,
             None => x.clone(),
         };
-        let y = self.norm1.forward(x)?.silu()?;
+        let y = self.norm1.forward_silu(x)?;
         let y = cached_conv(&self.conv1, &y, cache)?;
-        let y = self.norm2.forward(&y)?.silu()?;
+        let y = self.norm2.forward_silu(&y)?;
         let y = cached_conv(&self.conv2, &y, cache)?;
         Ok((y + h)?)
     }
@@ -610,7 +643,7 @@ impl Encoder {
             };
         }
         let x = self.mid.forward(&x, cache)?;
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }
@@ -690,7 +723,7 @@ impl Decoder {
                 x = u.forward(&x, cache)?;
             }
         }
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }
@@ -726,6 +759,8 @@ pub struct WanVae {
     decoder: Decoder,
     /// `None`: the device default ([`default_band_elems`]).
     band_elems: Option<usize>,
+    /// Convolution implementation ([`ConvPath::Auto`]: the native CPU kernel where it applies).
+    conv_path: ConvPath,
 }
 
 /// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
@@ -749,6 +784,7 @@ impl WanVae {
             )?,
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
             band_elems: None,
+            conv_path: ConvPath::Auto,
         })
     }
 
@@ -765,10 +801,16 @@ impl WanVae {
             .unwrap_or_else(|| default_band_elems(self.decoder.norm_out.gamma.device()))
     }
 
+    /// Chooses the convolution implementation (results agree to rounding).
+    pub fn set_conv_path(&mut self, path: ConvPath) {
+        self.conv_path = path;
+    }
+
     fn new_cache(&self) -> FeatCache {
         FeatCache::with_run(ConvRun {
             band_elems: self.band_elems(),
             trace: None,
+            path: self.conv_path,
         })
     }
 
@@ -1287,6 +1329,82 @@ mod tests {
             base_dim: 4,
             ..VaeConfig::default()
         }
+    }
+
+    /// The fused CPU RMS norm (+ SiLU) equals the tensor ops, on odd sizes and on frames of
+    /// more than one pixel chunk, for the 5D and the 4D (attention) layouts.
+    #[test]
+    fn rms_norm_cpu_equals_tensor_ops() {
+        let dev = Device::Cpu;
+        for (dims, images) in [
+            (vec![2, 3, 5, 7, 9], false),
+            (vec![1, 2, 3, 33, 35], false),
+            (vec![3, 6, 4, 5], true),
+        ] {
+            let c = dims[dims.len() - 3];
+            let gamma = Tensor::randn(1f32, 0.1, (c, 1, 1), &dev).unwrap();
+            let norm = if images {
+                gamma.clone()
+            } else {
+                gamma.reshape((c, 1, 1, 1)).unwrap()
+            };
+            let vb = VarBuilder::from_tensors(
+                [("gamma".to_string(), norm)].into_iter().collect(),
+                DType::F32,
+                &dev,
+            );
+            let norm = RmsNorm::new(c, images, vb).unwrap();
+            let mut x = Tensor::randn(0f32, 1.0, dims.clone(), &dev).unwrap();
+            // A pixel whose channels are all zero (the 1e-12 clamp).
+            let n: usize = dims.iter().product();
+            let mut v = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let p = dims[dims.len() - 2] * dims[dims.len() - 1];
+            for ch in 0..c {
+                v[ch * p] = 0.0;
+            }
+            x = Tensor::from_vec(v, dims.clone(), &dev).unwrap();
+            assert_eq!(x.elem_count(), n);
+            for silu in [false, true] {
+                let want = norm.forward_ops(&x).unwrap();
+                let want = if silu { want.silu().unwrap() } else { want };
+                let got = norm.forward_act(&x, silu).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-5, "{dims:?} silu {silu}: {diff}");
+            }
+        }
+    }
+
+    /// The decode with the native CPU kernels equals the banded tensor-op convolution.
+    #[test]
+    fn decode_native_cpu_equals_banded() {
+        let dev = Device::Cpu;
+        let mut vae = random_vae(&tiny(), &dev);
+        let z = Tensor::randn(0f32, 1.0, (1, 16, 3, 3, 5), &dev).unwrap();
+        let native = vae.decode(&z).unwrap();
+        vae.set_conv_path(ConvPath::Banded);
+        let banded = vae.decode(&z).unwrap();
+        assert_eq!(native.dims(), &[1, 3, 9, 24, 40]);
+        let diff = (native - banded)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{diff}");
     }
 
     #[test]
