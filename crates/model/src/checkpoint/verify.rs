@@ -897,10 +897,9 @@ fn check_lora(
             let result = model
                 .register_lora(&name, weights.clone())
                 .and_then(|()| model.enable_loras(&[(name, 1.0)], LoraMode::Unmerged));
-            if let Err(e) = result {
+            if let Err(e) = result.and_then(|()| model.disable_loras()) {
                 ctx.problem(ProblemKind::Lora, None, path, e.to_string());
             }
-            model.disable_loras();
         }
     }
     let join = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
