@@ -326,14 +326,7 @@ mod tests {
             .unwrap()
             .matmul(&v)
             .unwrap();
-        let diff = (out.output - dense)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_util::max_abs_diff(&out.output, &dense);
         assert!(diff < 1e-5, "{diff}");
     }
 

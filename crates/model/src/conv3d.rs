@@ -680,7 +680,7 @@ impl Module for CausalConv3d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
+    use candle_core::Device;
 
     /// Direct definition: causal zero padding, then a sum over every kernel element.
     fn naive(x: &[f32], dims: [usize; 5], w: &[f32], bias: &[f32], spec: Conv3dSpec) -> Vec<f32> {
@@ -893,16 +893,7 @@ mod tests {
             .forward(&x.narrow(1, 1, 4).unwrap(), Some(&past))
             .unwrap();
         let joined = Tensor::cat(&[&first, &rest], 1).unwrap();
-        let diff = (whole - joined)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_util::max_abs_diff(&whole, &joined);
         assert!(diff < 1e-5, "{diff}");
     }
 

@@ -20,3 +20,6 @@ pub mod umt5;
 pub mod vae;
 
 pub use error::{ModelError, Result};
+
+#[cfg(test)]
+mod test_util;

@@ -338,16 +338,7 @@ mod tests {
         for (start, len) in [(0, 8), (8, 8), (16, 8), (3, 4), (6, 12), (0, 24)] {
             let part = a.delta_rows(&x, start, len).unwrap();
             let want = full.narrow(D::Minus1, start, len).unwrap();
-            let diff = (part - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_util::max_abs_diff(&part, &want);
             assert!(diff < 1e-5, "rows {start}+{len}: {diff}");
         }
     }

@@ -1369,16 +1369,7 @@ mod tests {
                 let want = if silu { want.silu().unwrap() } else { want };
                 let got = norm.forward_act(&x, silu).unwrap();
                 assert_eq!(got.dims(), want.dims());
-                let diff = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::test_util::max_abs_diff(&got, &want);
                 assert!(diff < 1e-5, "{dims:?} silu {silu}: {diff}");
             }
         }
@@ -1394,16 +1385,7 @@ mod tests {
         vae.set_conv_path(ConvPath::Banded);
         let banded = vae.decode(&z).unwrap();
         assert_eq!(native.dims(), &[1, 3, 9, 24, 40]);
-        let diff = (native - banded)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::test_util::max_abs_diff(&native, &banded);
         assert!(diff < 1e-4, "{diff}");
     }
 
@@ -1483,18 +1465,10 @@ mod tests {
         let enc = vae.encode(&video).unwrap().mean;
         let dec = vae.decode(&z).unwrap();
         vae.set_band_elems(1);
-        let max_diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(max_diff(&enc, &vae.encode(&video).unwrap().mean) < 1e-5);
-        assert!(max_diff(&dec, &vae.decode(&z).unwrap()) < 1e-5);
+        let encoded = vae.encode(&video).unwrap().mean;
+        assert!(crate::test_util::max_abs_diff(&enc, &encoded) < 1e-5);
+        let decoded = vae.decode(&z).unwrap();
+        assert!(crate::test_util::max_abs_diff(&dec, &decoded) < 1e-5);
     }
 
     /// The official shapes (stage-1 decode at 480×832, refinement encode and decode at

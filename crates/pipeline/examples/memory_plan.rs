@@ -2,63 +2,35 @@
 //! each stage of the fal default job (93 frames, stage 1 at 480×832 with CFG, refinement
 //! at 704×1280), computed from the official configs.
 //!
-//! Weights are counted by building our modules at the real configs over a backend that
-//! hands out zero-stride tensors (nothing is allocated for the DiT and umT5) and adds up the
-//! stored size of every tensor a module asks for, in the dtype it asks for. LoRA sizes come
+//! Weights are counted by building our modules at the real configs over the shape-only
+//! recording backend of `checkpoint::verify` (zero-stride tensors, nothing allocated for the
+//! DiT and umT5) and adding up the size of every tensor a module asks for, in its dtype. LoRA sizes come
 //! from the official target lists at rank 128; activations from the shapes of each stage.
 //!
 //! `cargo run -p longcat-pipeline --example memory_plan`
 
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
 
-use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
+use candle_core::DType;
 use candle_nn::VarBuilder;
+use longcat_model::checkpoint::verify::record_requests;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use longcat_model::vae::{VaeConfig, WanVae};
 
-/// Adds up requested tensor bytes; returns broadcast zeros (no storage).
-#[derive(Default)]
-struct Counter {
-    bytes: Mutex<usize>,
-}
-
-struct Counting(Arc<Counter>);
-
-impl SimpleBackend for Counting {
-    fn get(
-        &self,
-        s: Shape,
-        _name: &str,
-        _h: candle_nn::Init,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        if let Ok(mut b) = self.0.bytes.lock() {
-            *b += s.elem_count() * dtype.size_in_bytes();
-        }
-        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
-    }
-    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        candle_core::bail!("unexpected unchecked get of {name}")
-    }
-    fn contains_tensor(&self, _: &str) -> bool {
-        true
-    }
-}
-
+/// Bytes of every tensor `build` requests, in the dtype it requests (the shape-only recording
+/// that `longcat weights check` uses; nothing is allocated).
 fn count<T>(
     dtype: DType,
     build: impl FnOnce(VarBuilder<'static>) -> longcat_model::Result<T>,
 ) -> usize {
-    let counter = Arc::new(Counter::default());
-    let vb = VarBuilder::from_backend(Box::new(Counting(Arc::clone(&counter))), dtype, Device::Cpu);
-    if let Err(e) = build(vb) {
-        panic!("building at the real config failed: {e}");
+    match record_requests(BTreeSet::new(), dtype, build) {
+        Ok((_, requests)) => requests
+            .iter()
+            .map(|r| r.shape.iter().product::<usize>() * r.dtype.size_in_bytes())
+            .sum(),
+        Err(e) => panic!("building at the real config failed: {e}"),
     }
-    let bytes = *counter.bytes.lock().expect("counter");
-    bytes
 }
 
 /// The official DiT config (docs: spec §2.1), one device (`cp_split_hw` [1, 1]).

@@ -1,5 +1,6 @@
 //! The CPU kernel and the tiled tensor ops against plain `softmax(q kᵀ s + b) v`.
 
+use crate::test_util::max_abs_diff;
 use candle_core::{Device, Tensor, D};
 
 use super::*;
@@ -12,19 +13,6 @@ fn naive(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, scale: f64) 
     candle_nn::ops::softmax_last_dim(&s)
         .unwrap()
         .matmul(v)
-        .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
         .unwrap()
 }
 
@@ -43,7 +31,7 @@ fn dense_matches_naive_on_odd_sizes_and_both_kernels() {
         for kernel in [Kernel::Auto, Kernel::Tiled] {
             let got = flash_attention_with(&q, &k, &v, None, 0.3, kernel).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let diff = max_diff(&got, &want);
+            let diff = max_abs_diff(&got, &want);
             assert!(diff < 2e-5, "sq {sq} sk {sk} {kernel:?}: {diff}");
         }
     }
@@ -65,7 +53,7 @@ fn dense_reads_strided_inputs_without_copies_of_its_own() {
         0.25,
     );
     let got = flash_attention(&q, &k, &v, None, 0.25).unwrap();
-    assert!(max_diff(&got, &want) < 2e-5);
+    assert!(max_abs_diff(&got, &want) < 2e-5);
 }
 
 #[test]
@@ -88,7 +76,7 @@ fn key_bias_masks_keys_per_batch_item() {
     let want = naive(&q, &k, &v, Some(&bias), 0.35);
     for kernel in [Kernel::Auto, Kernel::Tiled] {
         let got = flash_attention_with(&q, &k, &v, Some(&bias), 0.35, kernel).unwrap();
-        assert!(max_diff(&got, &want) < 2e-5, "{kernel:?}");
+        assert!(max_abs_diff(&got, &want) < 2e-5, "{kernel:?}");
     }
 }
 
@@ -156,7 +144,7 @@ fn block_sparse_matches_naive_with_ragged_and_empty_selections() {
     let want = naive_bsa(&q, &k, &v, &ids, cq, ck, 0.2);
     for kernel in [Kernel::Auto, Kernel::Tiled] {
         let got = block_sparse_attention(&q, &k, &v, &ids_t, &lens_t, cq, ck, 0.2, kernel).unwrap();
-        let diff = max_diff(&got, &want);
+        let diff = max_abs_diff(&got, &want);
         assert!(diff < 2e-5, "{kernel:?}: {diff}");
     }
 }

@@ -48,7 +48,7 @@ pub fn dense(
             if let Some(bias) = key_bias {
                 s = s.broadcast_add(&bias.narrow(1, k0, cols)?.reshape((b, 1, 1, cols))?)?;
             }
-            state.step(&s, &vt)?;
+            state.step(&s, &vt, None)?;
             k0 += cols;
         }
         outs.push(state.finish()?);
@@ -85,11 +85,16 @@ impl OnlineSoftmax {
     }
 
     /// Folds in the f32 scores `s` (`[.., rows, cols]`) of values `vt` (`[.., cols, D]`).
-    fn step(&mut self, s: &Tensor, vt: &Tensor) -> Result<()> {
+    /// `keep` (f32, broadcastable to `s`, 0 or 1) zeroes the weights of masked keys, so they
+    /// contribute nothing even in a row where every key is masked.
+    fn step(&mut self, s: &Tensor, vt: &Tensor, keep: Option<&Tensor>) -> Result<()> {
         let m_new = self.max.maximum(&s.max_keepdim(D::Minus1)?)?;
         // exp(-inf - finite) = 0 on the first step.
         let alpha = (&self.max - &m_new)?.exp()?;
-        let p = s.broadcast_sub(&m_new)?.exp()?;
+        let mut p = s.broadcast_sub(&m_new)?.exp()?;
+        if let Some(keep) = keep {
+            p = p.broadcast_mul(keep)?;
+        }
         self.sum = ((&self.sum * &alpha)? + p.sum_keepdim(D::Minus1)?)?;
         let pv = p.to_dtype(vt.dtype())?.matmul(vt)?.to_dtype(DType::F32)?;
         self.acc = (self.acc.broadcast_mul(&alpha)? + pv)?;
@@ -166,16 +171,18 @@ pub fn block_sparse(
             // Blocks at or past a row's length are masked out.
             let slot = (Tensor::arange(j0 as u32, (j0 + nb) as u32, device)?).reshape((1, nb))?;
             let unused = slot.broadcast_ge(&lens_g)?; // [g, nb]
+                                                      // A per-block [g, nb] tensor repeated over each block's ck keys: [g, 1, nb*ck].
+            let per_key = |t: &Tensor| -> Result<Tensor> {
+                Ok(t.reshape((g, 1, nb, 1))?
+                    .broadcast_as((g, 1, nb, ck))?
+                    .reshape((g, 1, nb * ck))?)
+            };
             let neg = Tensor::full(f32::NEG_INFINITY, (g, nb), device)?;
-            let bias = unused
-                .where_cond(&neg, &neg.zeros_like()?)?
-                .reshape((g, 1, nb, 1))?
-                .broadcast_as((g, 1, nb, ck))?
-                .reshape((g, 1, nb * ck))?;
-            let s = s.broadcast_add(&bias)?;
+            let s = s.broadcast_add(&per_key(&unused.where_cond(&neg, &neg.zeros_like()?)?)?)?;
             // A fully masked row keeps max = -inf; its step must not produce NaN.
             let s = finite_or_floor(&s)?;
-            state.step_masked(&s, &vt, &unused, ck)?;
+            let keep = per_key(&unused.eq(0u8)?.to_dtype(DType::F32)?)?;
+            state.step(&s, &vt, Some(&keep))?;
             j0 += nb;
         }
         outs.push(state.finish()?);
@@ -192,27 +199,4 @@ pub fn block_sparse(
 /// Replaces `-inf` by the most negative finite f32 (so max/exp stay finite).
 fn finite_or_floor(s: &Tensor) -> Result<Tensor> {
     Ok(s.maximum(f32::MIN)?)
-}
-
-impl OnlineSoftmax {
-    /// [`OnlineSoftmax::step`] where the keys of masked blocks (`unused` `[g, nb]`, 1 =
-    /// masked, `ck` keys each) contribute exactly zero, even in a row where every key is
-    /// masked.
-    fn step_masked(&mut self, s: &Tensor, vt: &Tensor, unused: &Tensor, ck: usize) -> Result<()> {
-        let (g, nb) = unused.dims2()?;
-        let m_new = self.max.maximum(&s.max_keepdim(D::Minus1)?)?;
-        let alpha = (&self.max - &m_new)?.exp()?;
-        let keep = unused
-            .eq(0u8)?
-            .to_dtype(DType::F32)?
-            .reshape((g, 1, nb, 1))?
-            .broadcast_as((g, 1, nb, ck))?
-            .reshape((g, 1, nb * ck))?;
-        let p = s.broadcast_sub(&m_new)?.exp()?.broadcast_mul(&keep)?;
-        self.sum = ((&self.sum * &alpha)? + p.sum_keepdim(D::Minus1)?)?;
-        let pv = p.to_dtype(vt.dtype())?.matmul(vt)?.to_dtype(DType::F32)?;
-        self.acc = (self.acc.broadcast_mul(&alpha)? + pv)?;
-        self.max = m_new;
-        Ok(())
-    }
 }

@@ -22,7 +22,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use safetensors::Dtype;
 
-use super::{read_json, Checkpoint, Component, LoraKind};
+use super::{lock, read_json, Checkpoint, Component, LoraKind};
 use crate::dit::{DitConfig, LongCatDit};
 use crate::lora::{LoraMode, LoraWeights};
 use crate::umt5::Umt5Encoder;
@@ -244,11 +244,7 @@ impl SimpleBackend for RecordingBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let mut log = match self.log.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        log.push(Requested {
+        lock(&self.log).push(Requested {
             name: name.to_string(),
             shape: s.dims().to_vec(),
             dtype,
@@ -282,10 +278,7 @@ pub fn record_requests<T>(
         stored,
     });
     let model = build(VarBuilder::from_backend(backend, dtype, Device::Cpu))?;
-    let requests = match log.lock() {
-        Ok(g) => g.clone(),
-        Err(p) => p.into_inner().clone(),
-    };
+    let requests = lock(&log).clone();
     Ok((model, requests))
 }
 

@@ -292,16 +292,7 @@ mod tests {
         // Budgets of one frame and of two frames (5 frames: a short last range).
         for budget in [b * s * c, 2 * b * s * c] {
             let parts = by_frames_within(&x, t, budget, op).unwrap();
-            let diff = (&parts - &whole)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = crate::test_util::max_abs_diff(&parts, &whole);
             assert_eq!(diff, 0.0);
         }
         assert_eq!(

@@ -1,5 +1,6 @@
 //! Property tests of the DiT on a tiny random model.
 
+use crate::test_util::max_abs_diff;
 use candle_core::{DType, Device, IndexOp, Tensor};
 
 use super::{DitConfig, LongCatDit, TextInput};
@@ -44,19 +45,6 @@ fn inputs(frames: usize) -> Inputs {
     }
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
 fn model(seed: u64) -> LongCatDit {
     LongCatDit::random(tiny_config(), seed, &Device::Cpu, DType::F32).unwrap()
 }
@@ -72,8 +60,8 @@ fn random_weights_are_deterministic_per_seed() {
     let b = model(7).forward(&i.x, &i.t, text, 0).unwrap();
     let c = model(8).forward(&i.x, &i.t, text, 0).unwrap();
     assert_eq!(a.dims(), &[1, 4, 2, 4, 8]);
-    assert_eq!(max_diff(&a, &b), 0.0);
-    assert!(max_diff(&a, &c) > 1e-3);
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert!(max_abs_diff(&a, &c) > 1e-3);
 }
 
 #[test]
@@ -94,7 +82,7 @@ fn kv_cache_forward_matches_full_forward() {
             &cache,
         )
         .unwrap();
-    assert!(max_diff(&full.i((.., .., 1..)).unwrap(), &cached) < 1e-5);
+    assert!(max_abs_diff(&full.i((.., .., 1..)).unwrap(), &cached) < 1e-5);
 }
 
 #[test]
@@ -113,10 +101,10 @@ fn condition_frames_ignore_noise_and_text() {
     };
     let b = dit.forward(&i.x, &i.t, text2, 1).unwrap();
     assert_eq!(
-        max_diff(&a.i((.., .., ..1)).unwrap(), &b.i((.., .., ..1)).unwrap()),
+        max_abs_diff(&a.i((.., .., ..1)).unwrap(), &b.i((.., .., ..1)).unwrap()),
         0.0
     );
-    assert!(max_diff(&a.i((.., .., 1..)).unwrap(), &b.i((.., .., 1..)).unwrap()) > 1e-4);
+    assert!(max_abs_diff(&a.i((.., .., 1..)).unwrap(), &b.i((.., .., 1..)).unwrap()) > 1e-4);
 }
 
 fn fused_lora(dev: &Device) -> LoraWeights {
@@ -163,9 +151,9 @@ fn lora_modes_agree_and_disable_restores() {
     let merged = dit.forward(&i.x, &i.t, text, 0).unwrap();
     dit.disable_loras().unwrap();
     let restored = dit.forward(&i.x, &i.t, text, 0).unwrap();
-    assert!(max_diff(&base, &unmerged) > 1e-3);
-    assert!(max_diff(&unmerged, &merged) < 1e-5);
-    assert_eq!(max_diff(&base, &restored), 0.0);
+    assert!(max_abs_diff(&base, &unmerged) > 1e-3);
+    assert!(max_abs_diff(&unmerged, &merged) < 1e-5);
+    assert_eq!(max_abs_diff(&base, &restored), 0.0);
     assert!(dit
         .enable_loras(&[("missing".to_string(), 1.0)], LoraMode::Unmerged)
         .is_err());
@@ -184,7 +172,7 @@ fn bsa_seam_is_only_used_on_multi_frame_latents() {
     let dense = dit.forward(&one.x, &one.t, text, 0).unwrap();
     dit.enable_bsa(params);
     let sparse_single = dit.forward(&one.x, &one.t, text, 0).unwrap();
-    assert_eq!(max_diff(&dense, &sparse_single), 0.0);
+    assert_eq!(max_abs_diff(&dense, &sparse_single), 0.0);
     dit.disable_bsa();
     assert!(matches!(
         dit.attention_backend(),
@@ -208,7 +196,7 @@ fn bsa_with_zero_sparsity_equals_dense_and_records_masks() {
     let full = dit
         .forward_traced(&i.x, &i.t, text, 1, Some(&mut trace))
         .unwrap();
-    assert!(max_diff(&dense, &full) < 1e-5);
+    assert!(max_abs_diff(&dense, &full) < 1e-5);
     let labels: Vec<&str> = trace.bsa_masks[0].iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels, ["cond", "noise"]);
     let ones: f32 = trace.bsa_masks[0][1]
@@ -223,7 +211,7 @@ fn bsa_with_zero_sparsity_equals_dense_and_records_masks() {
     params.sparsity = Some(0.5);
     dit.enable_bsa(params);
     let sparse = dit.forward(&i.x, &i.t, text, 1).unwrap();
-    assert!(max_diff(&dense, &sparse) > 1e-4);
+    assert!(max_abs_diff(&dense, &sparse) > 1e-4);
 }
 
 #[test]
@@ -265,7 +253,7 @@ fn from_dir_reads_config_and_weights() {
     let a = direct.forward(&i.x, &i.t, text, 0).unwrap();
     let b = loaded.forward(&i.x, &i.t, text, 0).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(max_diff(&a, &b), 0.0);
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
     assert!(
         a.abs()
             .unwrap()
@@ -420,7 +408,7 @@ fn rope_tables_are_cached_per_grid_across_forwards() {
         vec![[2, 2, 4]],
         "same grid, no new table"
     );
-    assert_eq!(max_diff(&a, &b), 0.0);
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
     // With a cache of one condition frame the positions run over 1 + 2 frames.
     let cache = dit.cache_condition(&i.x.narrow(2, 0, 1).unwrap()).unwrap();
     assert_eq!(dit.cached_rope_grids(), vec![[1, 2, 4], [2, 2, 4]]);
