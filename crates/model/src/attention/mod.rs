@@ -80,10 +80,7 @@ pub fn flash_attention_with(
         let kv = Strided::of(k)?;
         let vv = Strided::of(v)?;
         let bias = key_bias.as_ref().map(Strided::of).transpose()?;
-        let bias_slice = match &bias {
-            Some(s) => Some(s.slice()?),
-            None => None,
-        };
+        let bias_slice = bias.as_ref().map(Strided::contiguous::<f32>).transpose()?;
         let out = cpu::dense(
             qv.rows(h)?,
             kv.rows(h)?,
@@ -93,7 +90,7 @@ pub fn flash_attention_with(
             sk,
             d,
             scale as f32,
-            bias_slice.map(|(data, start)| &data[start..start + b * sk]),
+            bias_slice,
         );
         return Ok(Tensor::from_vec(out, (b, h, sq, d), &Device::Cpu)?);
     }
@@ -131,8 +128,8 @@ pub fn block_sparse_attention(
     if kernel == Kernel::Auto && uses_cpu_kernel(&[q, k, v]) {
         let ids = ids.to_dtype(DType::U32)?.contiguous()?;
         let lens = lens.to_dtype(DType::U32)?.contiguous()?;
-        let ids_v = ids.flatten_all()?.to_vec1::<u32>()?;
-        let lens_v = lens.flatten_all()?.to_vec1::<u32>()?;
+        let (ids_s, lens_s) = (Strided::of(&ids)?, Strided::of(&lens)?);
+        let (ids_v, lens_v) = (ids_s.contiguous::<u32>()?, lens_s.contiguous::<u32>()?);
         let (q4, k4, v4) = (q.unsqueeze(0)?, k.unsqueeze(0)?, v.unsqueeze(0)?);
         let qv = Strided::of(&q4)?;
         let kv = Strided::of(&k4)?;
@@ -141,8 +138,8 @@ pub fn block_sparse_attention(
             qv.rows(bh)?,
             kv.rows(bh)?,
             vv.rows(bh)?,
-            &ids_v,
-            &lens_v,
+            ids_v,
+            lens_v,
             bh,
             nq,
             width,
@@ -175,10 +172,16 @@ impl<'a> Strided<'a> {
         Ok(Self { storage, layout })
     }
 
-    /// The f32 slice and the start offset.
-    fn slice(&self) -> Result<(&[f32], usize)> {
+    /// The elements of a contiguous tensor, borrowed (no copy).
+    fn contiguous<T: candle_core::WithDType>(&self) -> Result<&[T]> {
+        let (data, start) = self.slice::<T>()?;
+        Ok(&data[start..start + self.layout.shape().elem_count()])
+    }
+
+    /// The whole storage as `T` and the start offset.
+    fn slice<T: candle_core::WithDType>(&self) -> Result<(&[T], usize)> {
         match &*self.storage {
-            Storage::Cpu(cpu) => Ok((cpu.as_slice::<f32>()?, self.layout.start_offset())),
+            Storage::Cpu(cpu) => Ok((cpu.as_slice::<T>()?, self.layout.start_offset())),
             _ => Err(ModelError::InvalidArgument(
                 "attention: the CPU kernel needs a CPU tensor".into(),
             )),
