@@ -96,8 +96,14 @@ mod tests {
         assert_eq!(server.lease, worker.lease);
         assert_eq!(server.database_url, worker.database_url);
         assert_eq!(server.storage, worker.storage);
-        assert_eq!(server.allow_private_webhooks, worker.allow_private_webhook_urls);
-        assert_eq!(server.allow_private_image_urls, worker.allow_private_image_urls);
+        assert_eq!(
+            server.allow_private_webhooks,
+            worker.allow_private_webhook_urls
+        );
+        assert_eq!(
+            server.allow_private_image_urls,
+            worker.allow_private_image_urls
+        );
         assert_eq!(worker, longcat_worker::WorkerSettings::default());
     }
 

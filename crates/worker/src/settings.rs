@@ -174,7 +174,7 @@ impl WorkerSettings {
             None => TextEncoderPolicy::default(),
             Some(s) => s.parse().map_err(|e| SettingsError {
                 setting: "--text-encoder",
-                message: format!("{e}"),
+                message: e,
             })?,
         };
         Ok(Self {
