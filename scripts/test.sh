@@ -31,8 +31,9 @@ fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
-# Python and JS fal clients, a kill -9 crash/restart test, and separate `longcat worker`
-# processes sharing the job database.
+# Python and JS fal clients, a kill -9 crash/restart test, separate `longcat worker`
+# processes sharing the job database (webhook signatures checked against the server's JWKS),
+# and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 # The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
