@@ -11,6 +11,7 @@ use clap::Args;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
+use longcat_worker::{WorkerLayer, WorkerSettings};
 use serde::Deserialize;
 
 /// Flags of `longcat serve`.
@@ -30,27 +31,6 @@ pub struct ServeArgs {
     /// Port [default: 8080; 0 picks a free port].
     #[arg(long, env = "LONGCAT_PORT")]
     port: Option<u16>,
-    /// Externally visible base URL used in returned URLs [default: from each request's Host].
-    #[arg(long, env = "LONGCAT_PUBLIC_URL", value_name = "URL")]
-    public_url: Option<String>,
-    /// LongCat-Video checkpoint directory [default: the built-in tiny random model, output is noise].
-    #[arg(long, env = "LONGCAT_WEIGHTS", value_name = "DIR")]
-    weights: Option<PathBuf>,
-    /// Where the model runs [default: auto].
-    #[arg(long, env = "LONGCAT_DEVICE", value_name = "DEVICE", long_help = crate::device::DEVICE_HELP)]
-    device: Option<String>,
-    /// Where the text encoder stays between jobs: resident, offload or reload [default: offload].
-    #[arg(long, env = "LONGCAT_TEXT_ENCODER", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
-    text_encoder: Option<TextEncoderPolicy>,
-    /// In-process workers (0 = only serve; run jobs with `longcat worker`) [default: 1].
-    #[arg(long, env = "LONGCAT_WORKERS")]
-    workers: Option<usize>,
-    /// Output/upload storage: a directory or s3://bucket/prefix (AWS_* env) [default: ./data/files].
-    #[arg(long, env = "LONGCAT_STORAGE", value_name = "DIR|s3://…")]
-    storage: Option<String>,
-    /// Job store [default: sqlite://./data/longcat.db]; postgres://… for several servers.
-    #[arg(long, env = "LONGCAT_DATABASE_URL", value_name = "URL")]
-    database_url: Option<String>,
     /// Accepted API key (repeatable; comma-separated in the env var). Kept only as a SHA-256.
     #[arg(
         long = "api-key",
@@ -65,18 +45,6 @@ pub struct ServeArgs {
     /// Answer 429 once this many jobs are queued [default: 0 = no limit].
     #[arg(long, env = "LONGCAT_MAX_QUEUE_DEPTH")]
     max_queue_depth: Option<u64>,
-    /// Ed25519 webhook signing key file, created if missing [default: ./data/webhook-signing.key].
-    #[arg(long, env = "LONGCAT_WEBHOOK_KEY_FILE", value_name = "FILE")]
-    webhook_key_file: Option<PathBuf>,
-    /// Let image_url reach private/loopback addresses (tests, trusted networks only).
-    #[arg(long, env = "LONGCAT_ALLOW_PRIVATE_IMAGE_URLS")]
-    allow_private_image_urls: bool,
-    /// Let fal_webhook targets be private/loopback addresses (tests, trusted networks only).
-    #[arg(long, env = "LONGCAT_ALLOW_PRIVATE_WEBHOOK_URLS")]
-    allow_private_webhook_urls: bool,
-    /// Worker lease in seconds: a job whose worker stops heartbeating is requeued after it [default: 30].
-    #[arg(long, env = "LONGCAT_LEASE_SECONDS", value_name = "SECONDS")]
-    lease_seconds: Option<f64>,
     /// Delete finished jobs (records and output files) and uploads older than this many
     /// hours; usage records stay [default: 0 = keep everything].
     #[arg(long, env = "LONGCAT_RETENTION_HOURS", value_name = "HOURS")]
@@ -84,30 +52,54 @@ pub struct ServeArgs {
     /// Print the SHA-256 of KEY for an API keys file and exit.
     #[arg(long, value_name = "KEY")]
     hash_key: Option<String>,
+    /// The settings shared with `longcat worker`.
+    #[command(flatten)]
+    worker: WorkerLayer,
 }
 
-/// The `--config` file.
+impl ServeArgs {
+    /// The worker settings given as flags or environment variables.
+    #[cfg(test)]
+    pub(crate) fn worker_layer(&self) -> &WorkerLayer {
+        &self.worker
+    }
+}
+
+/// The `--config` file (read by `serve` and by `worker`, which uses only the worker keys).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     bind: Option<IpAddr>,
     port: Option<u16>,
-    public_url: Option<String>,
-    weights: Option<PathBuf>,
-    device: Option<String>,
-    text_encoder: Option<String>,
-    workers: Option<usize>,
-    storage: Option<String>,
-    database_url: Option<String>,
     /// SHA-256 hex digests, `[name:]<hex>` (plain keys are not accepted in files).
     api_key_hashes: Option<Vec<String>>,
     api_keys_file: Option<PathBuf>,
     max_queue_depth: Option<u64>,
-    webhook_key_file: Option<PathBuf>,
-    allow_private_image_urls: Option<bool>,
-    allow_private_webhook_urls: Option<bool>,
-    lease_seconds: Option<f64>,
     retention_hours: Option<f64>,
+    /// The settings shared with `longcat worker`.
+    #[serde(flatten)]
+    pub(crate) worker: WorkerLayer,
+    /// Anything else: refused (a misspelt key must not be ignored silently).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, toml::Value>,
+}
+
+/// Reads the TOML `--config` file (none: every key unset).
+pub(crate) fn read_config_file(path: Option<&std::path::Path>) -> Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: FileConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if !file.unknown.is_empty() {
+        bail!(
+            "{}: unknown key(s) {:?}",
+            path.display(),
+            file.unknown.keys().collect::<Vec<_>>()
+        );
+    }
+    Ok(file)
 }
 
 /// Runs `longcat serve`.
@@ -117,6 +109,7 @@ pub fn run(args: ServeArgs) -> Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let config = resolve(args)?;
+    create_dirs(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,15 +150,9 @@ async fn shutdown_signal() {
 }
 
 /// Merges flags/env, the config file and the defaults.
-fn resolve(args: ServeArgs) -> Result<ServerConfig> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
+pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
+    let file = read_config_file(args.config.as_deref())?;
+    let settings = WorkerSettings::resolve(&args.worker, &file.worker)?;
     let defaults = ServerConfig::default();
     let mut api_keys: Vec<ApiKey> = args
         .api_keys
@@ -178,38 +165,36 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     if let Some(path) = args.api_keys_file.as_ref().or(file.api_keys_file.as_ref()) {
         api_keys.extend(read_keys_file(path)?);
     }
-    let workers = args.workers.or(file.workers).unwrap_or(1);
-    let weights = args.weights.or(file.weights);
-    let (spawn_workers, model) = if workers > 0 {
-        let device = args.device.or(file.device).unwrap_or_else(|| "auto".into());
-        let text_encoder = match (args.text_encoder, &file.text_encoder) {
-            (Some(p), _) => p,
-            (None, Some(s)) => {
-                crate::device::parse_text_encoder(s).context("text_encoder in the --config file")?
-            }
-            (None, None) => TextEncoderPolicy::default(),
-        };
-        let generator = load_generator(weights, &device, text_encoder)?;
+    let (spawn_workers, model) = if settings.workers > 0 {
+        let generator = load_generator(
+            settings.weights.clone(),
+            &settings.device,
+            settings.text_encoder,
+        )?;
         let model = generator.info();
+        let shared = settings.clone();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
+                // The server filled in its address, lease and signing key; the rest of the
+                // shared settings (secret, encoder, grace) come from here.
+                let mut config = ctx.config;
+                let public_url = config.public_base_url.clone();
+                let signing_key = config.webhook.signing_key.clone();
+                shared.apply(&mut config);
+                config.public_base_url = public_url;
+                config.webhook.signing_key = signing_key;
                 let pool = longcat_worker::WorkerPool::spawn(
-                    workers,
+                    shared.workers,
                     ctx.store,
                     ctx.storage,
                     generator.clone(),
-                    ctx.config,
+                    config,
                 );
                 Box::new(Pool(pool)) as Box<dyn longcat_server::Workers>
             });
         (Some(spawn), Some(model))
     } else {
         (None, None)
-    };
-    let lease = match args.lease_seconds.or(file.lease_seconds) {
-        Some(s) if s.is_finite() && s > 0.0 => std::time::Duration::from_secs_f64(s),
-        Some(s) => bail!("--lease-seconds must be positive, got {s}"),
-        None => defaults.lease,
     };
     let retention = match args.retention_hours.or(file.retention_hours) {
         None => None,
@@ -220,33 +205,21 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     let config = ServerConfig {
         bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
         port: args.port.or(file.port).unwrap_or(defaults.port),
-        public_url: args.public_url.or(file.public_url),
-        database_url: args
-            .database_url
-            .or(file.database_url)
-            .unwrap_or(defaults.database_url.clone()),
-        storage: args
-            .storage
-            .or(file.storage)
-            .unwrap_or(defaults.storage.clone()),
+        public_url: settings.public_url.clone(),
+        database_url: settings.database_url.clone(),
+        storage: settings.storage.clone(),
         spawn_workers,
         model,
         api_keys,
-        allow_private_image_urls: args.allow_private_image_urls
-            || file.allow_private_image_urls.unwrap_or(false),
-        allow_private_webhooks: args.allow_private_webhook_urls
-            || file.allow_private_webhook_urls.unwrap_or(false),
-        lease,
+        allow_private_image_urls: settings.allow_private_image_urls,
+        allow_private_webhooks: settings.allow_private_webhook_urls,
+        lease: settings.lease,
         retention,
         max_queue_depth: args
             .max_queue_depth
             .or(file.max_queue_depth)
             .unwrap_or(defaults.max_queue_depth),
-        webhook_key_file: Some(
-            args.webhook_key_file
-                .or(file.webhook_key_file)
-                .unwrap_or_else(|| PathBuf::from("./data/webhook-signing.key")),
-        ),
+        webhook_key_file: Some(settings.webhook_key_file.clone()),
         ..defaults
     };
     if config.api_keys.is_empty() && !config.bind.is_loopback() {
@@ -263,6 +236,11 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             config.bind
         );
     }
+    Ok(config)
+}
+
+/// Creates the directories of the SQLite file and the signing key file.
+fn create_dirs(config: &ServerConfig) -> Result<()> {
     if let Some(dir) = config
         .database_url
         .strip_prefix("sqlite://")
@@ -278,7 +256,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 fn load_generator(
@@ -323,6 +301,12 @@ struct Pool(longcat_worker::WorkerPool);
 impl longcat_server::Workers for Pool {
     fn notify(&self) {
         self.0.notify();
+    }
+    fn engine_error(&self) -> Option<String> {
+        match self.0.engine_state() {
+            longcat_worker::EngineState::Ready => None,
+            longcat_worker::EngineState::Lost(why) => Some(why),
+        }
     }
     fn shutdown(self: Box<Self>) -> futures_util::future::BoxFuture<'static, ()> {
         Box::pin(self.0.shutdown())

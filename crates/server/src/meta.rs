@@ -10,9 +10,20 @@ use crate::error::{json_response, ApiError};
 use crate::router::FalRequest;
 use crate::state::AppState;
 
-/// Liveness plus a store round trip; 503 when the store does not answer.
+/// Liveness plus a store round trip; 503 when the store does not answer or the in-process
+/// model engine is lost.
 pub async fn health(state: &Arc<AppState>) -> Response {
-    let workers = state.workers.lock().map(|w| w.is_some()).unwrap_or(false);
+    let (workers, engine_error) = state
+        .workers
+        .lock()
+        .map(|w| (w.is_some(), w.as_ref().and_then(|w| w.engine_error())))
+        .unwrap_or((false, None));
+    if let Some(why) = engine_error {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "error", "engine": "lost", "detail": format!("model engine: {why}") }),
+        );
+    }
     let model = state
         .model
         .as_ref()
