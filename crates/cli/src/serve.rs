@@ -59,9 +59,53 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     api_keys: Vec<String>,
-    /// File of accepted keys, one `[name:]<sha256 hex>` per line (see --hash-key).
+    /// File of accepted keys, one `[name:]<sha256 hex>[ admin]` per line (see --hash-key).
     #[arg(long, env = "LONGCAT_API_KEYS_FILE", value_name = "FILE")]
     api_keys_file: Option<PathBuf>,
+    /// Accepted admin key: sees and cancels every key's jobs and usage (repeatable;
+    /// comma-separated in the env var). Kept only as a SHA-256.
+    #[arg(
+        long = "admin-key",
+        env = "LONGCAT_ADMIN_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    admin_keys: Vec<String>,
+    /// Build returned URLs from X-Forwarded-Host / X-Forwarded-Proto (only behind a proxy
+    /// that sets them) when --public-url is unset.
+    #[arg(long, env = "LONGCAT_TRUST_FORWARDED_HEADERS")]
+    trust_forwarded_headers: bool,
+    /// Hosts (`name` or `name:port`) accepted for returned URLs when --public-url is unset,
+    /// besides loopback and the bound address (repeatable; comma-separated in the env var).
+    #[arg(
+        long = "allowed-hosts",
+        env = "LONGCAT_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allowed_hosts: Vec<String>,
+    /// Seconds a client has to send a request's headers; also closes idle keep-alive
+    /// connections [default: 30].
+    #[arg(
+        long,
+        env = "LONGCAT_HEADER_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    header_read_timeout_seconds: Option<f64>,
+    /// Seconds a client has to send a request's body [default: 300].
+    #[arg(
+        long,
+        env = "LONGCAT_BODY_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    body_read_timeout_seconds: Option<f64>,
+    /// Largest request body in bytes; a larger Content-Length is a 413 before reading
+    /// [default: 104857600].
+    #[arg(long, env = "LONGCAT_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Bodies over 1 MiB (or of unknown length) read at once; others wait [default: 4].
+    #[arg(long, env = "LONGCAT_MAX_LARGE_BODIES", value_name = "N")]
+    max_large_bodies: Option<usize>,
     /// Answer 429 once this many jobs are queued [default: 0 = no limit].
     #[arg(long, env = "LONGCAT_MAX_QUEUE_DEPTH")]
     max_queue_depth: Option<u64>,
@@ -102,6 +146,14 @@ struct FileConfig {
     /// SHA-256 hex digests, `[name:]<hex>` (plain keys are not accepted in files).
     api_key_hashes: Option<Vec<String>>,
     api_keys_file: Option<PathBuf>,
+    /// Admin keys as SHA-256 hex digests, `[name:]<hex>`.
+    admin_key_hashes: Option<Vec<String>>,
+    trust_forwarded_headers: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    header_read_timeout_seconds: Option<f64>,
+    body_read_timeout_seconds: Option<f64>,
+    max_body_bytes: Option<usize>,
+    max_large_bodies: Option<usize>,
     max_queue_depth: Option<u64>,
     webhook_key_file: Option<PathBuf>,
     allow_private_image_urls: Option<bool>,
@@ -178,6 +230,15 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     if let Some(path) = args.api_keys_file.as_ref().or(file.api_keys_file.as_ref()) {
         api_keys.extend(read_keys_file(path)?);
     }
+    api_keys.extend(
+        args.admin_keys
+            .iter()
+            .map(|k| ApiKey::from_plain(k).into_admin()),
+    );
+    for entry in file.admin_key_hashes.iter().flatten() {
+        let keys = longcat_server::config::parse_keys_file(entry)?;
+        api_keys.extend(keys.into_iter().map(ApiKey::into_admin));
+    }
     let workers = args.workers.or(file.workers).unwrap_or(1);
     let weights = args.weights.or(file.weights);
     let (spawn_workers, model) = if workers > 0 {
@@ -217,8 +278,42 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
         Some(h) if h.is_finite() && h > 0.0 => Some(std::time::Duration::from_secs_f64(h * 3600.0)),
         Some(h) => bail!("--retention-hours must be 0 (keep everything) or positive, got {h}"),
     };
+    let seconds = |flag: &str, value: Option<f64>, default: std::time::Duration| match value {
+        Some(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        Some(s) => bail!("--{flag} must be positive, got {s}"),
+        None => Ok(default),
+    };
+    let header_read_timeout = seconds(
+        "header-read-timeout-seconds",
+        args.header_read_timeout_seconds
+            .or(file.header_read_timeout_seconds),
+        defaults.header_read_timeout,
+    )?;
+    let body_read_timeout = seconds(
+        "body-read-timeout-seconds",
+        args.body_read_timeout_seconds
+            .or(file.body_read_timeout_seconds),
+        defaults.body_read_timeout,
+    )?;
+    let max_large_bodies = match args.max_large_bodies.or(file.max_large_bodies) {
+        Some(0) => bail!("--max-large-bodies must be at least 1"),
+        Some(n) => n,
+        None => defaults.max_large_bodies,
+    };
+    let mut allowed_hosts = args.allowed_hosts;
+    allowed_hosts.extend(file.allowed_hosts.into_iter().flatten());
     let config = ServerConfig {
         bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
+        trust_forwarded_headers: args.trust_forwarded_headers
+            || file.trust_forwarded_headers.unwrap_or(false),
+        allowed_hosts,
+        header_read_timeout,
+        body_read_timeout,
+        max_large_bodies,
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
         port: args.port.or(file.port).unwrap_or(defaults.port),
         public_url: args.public_url.or(file.public_url),
         database_url: args
