@@ -428,3 +428,75 @@ impl longcat_server::Workers for Pool {
 fn tiny_model_label(name: &str) -> &str {
     name.split(" (").next().unwrap_or(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<ServerConfig> {
+        let mut argv = vec![
+            "longcat",
+            "--workers",
+            "0",
+            "--webhook-key-file",
+            "webhook.key",
+            "--database-url",
+            "sqlite::memory:",
+        ];
+        argv.extend_from_slice(args);
+        resolve(Cli::try_parse_from(argv)?.serve)
+    }
+
+    #[test]
+    fn security_flags_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("serve.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "admin_key_hashes = [\"ops:{}\"]\nallowed_hosts = [\"b.example.com\"]\n\
+                 body_read_timeout_seconds = 7\nmax_body_bytes = 1000\n",
+                key_hash_hex("root")
+            ),
+        )
+        .unwrap();
+        let c = resolve_args(&[
+            "--config",
+            toml.to_str().unwrap(),
+            "--api-key",
+            "k1",
+            "--admin-key",
+            "boss",
+            "--trust-forwarded-headers",
+            "--allowed-hosts",
+            "a.example.com",
+            "--header-read-timeout-seconds",
+            "5",
+            "--max-large-bodies",
+            "2",
+        ])
+        .unwrap();
+        let admins: Vec<_> = c.api_keys.iter().filter(|k| k.admin).collect();
+        assert_eq!(c.api_keys.len(), 3);
+        assert_eq!(admins.len(), 2);
+        assert!(admins.iter().any(|k| k.id == "ops"));
+        assert!(c.trust_forwarded_headers);
+        assert_eq!(c.allowed_hosts, ["a.example.com", "b.example.com"]);
+        assert_eq!(c.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.max_large_bodies, 2);
+        assert_eq!(c.max_body_bytes, 1000);
+        let d = resolve_args(&[]).unwrap();
+        assert!(!d.trust_forwarded_headers && d.allowed_hosts.is_empty());
+        assert_eq!(d.max_large_bodies, ServerConfig::default().max_large_bodies);
+        assert!(resolve_args(&["--max-large-bodies", "0"]).is_err());
+        assert!(resolve_args(&["--body-read-timeout-seconds", "-1"]).is_err());
+    }
+}
