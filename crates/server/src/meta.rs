@@ -68,7 +68,8 @@ pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
     let caller = state.auth.check(&req.headers)?;
     let key_id = match req.query("key_id") {
         Some(asked) if asked != caller.key_id.as_deref().unwrap_or("*") => {
-            if !caller.admin {
+            // Only an admin key may look past its own (everything is open without keys).
+            if !caller.admin && caller.key_id.is_some() {
                 return Err(ApiError::Plain(
                     StatusCode::FORBIDDEN,
                     "Only an admin key may read another key's usage".to_owned(),

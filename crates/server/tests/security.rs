@@ -112,6 +112,8 @@ async fn jobs_logs_streams_cancel_and_usage_belong_to_their_key() {
         .go()
         .await;
     assert_eq!(resp.status(), 200);
+    let resp = open.client.get(open.url("/usage?key_id=*")).go().await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["requests"], 1);
     open.handle.shutdown().await;
 }
 
