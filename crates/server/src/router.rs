@@ -2,11 +2,10 @@
 //! the fal paths (which are too free-form for a static route table).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use std::time::Instant;
-
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
