@@ -39,9 +39,56 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     api_keys: Vec<String>,
-    /// File of accepted keys, one `[name:]<sha256 hex>` per line (see --hash-key).
+    /// File of accepted keys, one `[name:]<sha256 hex>[ admin]` per line (see --hash-key).
     #[arg(long, env = "LONGCAT_API_KEYS_FILE", value_name = "FILE")]
     api_keys_file: Option<PathBuf>,
+    /// Accepted admin key: sees and cancels every key's jobs and usage (repeatable;
+    /// comma-separated in the env var). Kept only as a SHA-256.
+    #[arg(
+        long = "admin-key",
+        env = "LONGCAT_ADMIN_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    admin_keys: Vec<String>,
+    /// Build returned URLs from X-Forwarded-Host / X-Forwarded-Proto (only behind a proxy
+    /// that sets them) when --public-url is unset; `=false` turns off a `true` from the
+    /// config file [default: false].
+    #[arg(long, env = "LONGCAT_TRUST_FORWARDED_HEADERS", value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    trust_forwarded_headers: Option<bool>,
+    /// Hosts (`name` or `name:port`) accepted for returned URLs when --public-url is unset,
+    /// besides loopback and the bound address (repeatable; comma-separated in the env var).
+    #[arg(
+        long = "allowed-hosts",
+        env = "LONGCAT_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allowed_hosts: Vec<String>,
+    /// Seconds a client has to send a request's headers; also closes idle keep-alive
+    /// connections [default: 30].
+    #[arg(
+        long,
+        env = "LONGCAT_HEADER_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    header_read_timeout_seconds: Option<f64>,
+    /// Seconds a client has to send a request's body [default: 300].
+    #[arg(
+        long,
+        env = "LONGCAT_BODY_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    body_read_timeout_seconds: Option<f64>,
+    /// Largest request body in bytes; a larger Content-Length is a 413 before reading
+    /// [default: 104857600].
+    #[arg(long, env = "LONGCAT_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Bodies over 1 MiB (or of unknown length) read at once; others wait [default: 4].
+    #[arg(long, env = "LONGCAT_MAX_LARGE_BODIES", value_name = "N")]
+    max_large_bodies: Option<usize>,
     /// Answer 429 once this many jobs are queued [default: 0 = no limit].
     #[arg(long, env = "LONGCAT_MAX_QUEUE_DEPTH")]
     max_queue_depth: Option<u64>,
@@ -73,6 +120,14 @@ pub(crate) struct FileConfig {
     /// SHA-256 hex digests, `[name:]<hex>` (plain keys are not accepted in files).
     api_key_hashes: Option<Vec<String>>,
     api_keys_file: Option<PathBuf>,
+    /// Admin keys as SHA-256 hex digests, `[name:]<hex>`.
+    admin_key_hashes: Option<Vec<String>>,
+    trust_forwarded_headers: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    header_read_timeout_seconds: Option<f64>,
+    body_read_timeout_seconds: Option<f64>,
+    max_body_bytes: Option<usize>,
+    max_large_bodies: Option<usize>,
     max_queue_depth: Option<u64>,
     retention_hours: Option<f64>,
     /// The settings shared with `longcat worker`.
@@ -165,6 +220,15 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     if let Some(path) = args.api_keys_file.as_ref().or(file.api_keys_file.as_ref()) {
         api_keys.extend(read_keys_file(path)?);
     }
+    api_keys.extend(
+        args.admin_keys
+            .iter()
+            .map(|k| ApiKey::from_plain(k).into_admin()),
+    );
+    for entry in file.admin_key_hashes.iter().flatten() {
+        let keys = longcat_server::config::parse_keys_file(entry)?;
+        api_keys.extend(keys.into_iter().map(ApiKey::into_admin));
+    }
     let (spawn_workers, model) = if settings.workers > 0 {
         let generator = load_generator(
             settings.weights.clone(),
@@ -202,8 +266,44 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
         Some(h) if h.is_finite() && h > 0.0 => Some(std::time::Duration::from_secs_f64(h * 3600.0)),
         Some(h) => bail!("--retention-hours must be 0 (keep everything) or positive, got {h}"),
     };
+    let seconds = |flag: &str, value: Option<f64>, default: std::time::Duration| match value {
+        Some(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        Some(s) => bail!("--{flag} must be positive, got {s}"),
+        None => Ok(default),
+    };
+    let header_read_timeout = seconds(
+        "header-read-timeout-seconds",
+        args.header_read_timeout_seconds
+            .or(file.header_read_timeout_seconds),
+        defaults.header_read_timeout,
+    )?;
+    let body_read_timeout = seconds(
+        "body-read-timeout-seconds",
+        args.body_read_timeout_seconds
+            .or(file.body_read_timeout_seconds),
+        defaults.body_read_timeout,
+    )?;
+    let max_large_bodies = match args.max_large_bodies.or(file.max_large_bodies) {
+        Some(0) => bail!("--max-large-bodies must be at least 1"),
+        Some(n) => n,
+        None => defaults.max_large_bodies,
+    };
+    let mut allowed_hosts = args.allowed_hosts;
+    allowed_hosts.extend(file.allowed_hosts.into_iter().flatten());
     let config = ServerConfig {
         bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
+        trust_forwarded_headers: args
+            .trust_forwarded_headers
+            .or(file.trust_forwarded_headers)
+            .unwrap_or(false),
+        allowed_hosts,
+        header_read_timeout,
+        body_read_timeout,
+        max_large_bodies,
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
         port: args.port.or(file.port).unwrap_or(defaults.port),
         public_url: settings.public_url.clone(),
         database_url: settings.database_url.clone(),
@@ -316,4 +416,88 @@ impl longcat_server::Workers for Pool {
 /// The tiny model's name without its "(output is noise)" note, which the warning says anyway.
 fn tiny_model_label(name: &str) -> &str {
     name.split(" (").next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<ServerConfig> {
+        let mut argv = vec![
+            "longcat",
+            "--workers",
+            "0",
+            "--webhook-key-file",
+            "webhook.key",
+            "--database-url",
+            "sqlite::memory:",
+        ];
+        argv.extend_from_slice(args);
+        resolve(Cli::try_parse_from(argv)?.serve)
+    }
+
+    #[test]
+    fn security_flags_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("serve.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "admin_key_hashes = [\"ops:{}\"]\nallowed_hosts = [\"b.example.com\"]\n\
+                 body_read_timeout_seconds = 7\nmax_body_bytes = 1000\n",
+                key_hash_hex("root")
+            ),
+        )
+        .unwrap();
+        let c = resolve_args(&[
+            "--config",
+            toml.to_str().unwrap(),
+            "--api-key",
+            "k1",
+            "--admin-key",
+            "boss",
+            "--trust-forwarded-headers",
+            "--allowed-hosts",
+            "a.example.com",
+            "--header-read-timeout-seconds",
+            "5",
+            "--max-large-bodies",
+            "2",
+        ])
+        .unwrap();
+        let admins: Vec<_> = c.api_keys.iter().filter(|k| k.admin).collect();
+        assert_eq!(c.api_keys.len(), 3);
+        assert_eq!(admins.len(), 2);
+        assert!(admins.iter().any(|k| k.id == "ops"));
+        assert!(c.trust_forwarded_headers);
+        assert_eq!(c.allowed_hosts, ["a.example.com", "b.example.com"]);
+        assert_eq!(c.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.max_large_bodies, 2);
+        assert_eq!(c.max_body_bytes, 1000);
+        let d = resolve_args(&[]).unwrap();
+        assert!(!d.trust_forwarded_headers && d.allowed_hosts.is_empty());
+        assert_eq!(d.max_large_bodies, ServerConfig::default().max_large_bodies);
+        assert!(resolve_args(&["--max-large-bodies", "0"]).is_err());
+        assert!(resolve_args(&["--body-read-timeout-seconds", "-1"]).is_err());
+
+        // A flag turns off a `true` from the file (flags > env > file > default).
+        let on = dir.path().join("forwarded.toml");
+        std::fs::write(&on, "trust_forwarded_headers = true\n").unwrap();
+        let path = on.to_str().unwrap();
+        assert!(
+            resolve_args(&["--config", path])
+                .unwrap()
+                .trust_forwarded_headers
+        );
+        let off = resolve_args(&["--config", path, "--trust-forwarded-headers=false"]).unwrap();
+        assert!(!off.trust_forwarded_headers);
+    }
 }
