@@ -5,6 +5,8 @@
 //! views. Encoding runs frame 0 alone and then chunks of 4 frames; decoding runs one
 //! latent frame at a time (yielding 1, then 4 frames each). Causal convolutions carry the
 //! last `CACHE_T = 2` input frames from one chunk to the next in a [`FeatCache`].
+//! Optionally ([`WanVae::set_tiling`], off by default) encode and decode run on overlapping
+//! spatial tiles blended with linear ramps ([`VaeTiling`]).
 
 mod attention;
 mod cache;
@@ -16,13 +18,15 @@ mod norm;
 mod plan;
 mod resample;
 mod resnet;
+mod tiling;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 pub use cache::FeatCache;
 pub use config::VaeConfig;
-pub use plan::{kernel_plan, OpKernel, VaePass, VaePlan};
+pub use plan::{kernel_plan, kernel_plan_tiled, OpKernel, VaePass, VaePlan};
+pub use tiling::VaeTiling;
 
 use crate::conv3d::{
     check_kernel_elems, default_band_elems, CausalConv3d, Conv3dSpec, ConvKernelPlan, ConvPath,
@@ -65,6 +69,8 @@ pub struct WanVae {
     band_elems: Option<usize>,
     /// Convolution implementation ([`ConvPath::Auto`]: the native CPU kernel where it applies).
     conv_path: ConvPath,
+    /// Spatial tiling of encode and decode (`None`: whole frames, the official behaviour).
+    tiling: Option<VaeTiling>,
 }
 
 /// `[B, C, F, H, W]` ↔ `[B, F, C, H, W]`.
@@ -89,6 +95,7 @@ impl WanVae {
             decoder: Decoder::new(cfg, vb.pp("decoder"))?,
             band_elems: None,
             conv_path: ConvPath::Auto,
+            tiling: None,
         })
     }
 
@@ -136,14 +143,53 @@ impl WanVae {
         &self.cfg
     }
 
+    /// Turns spatial tiling of encode and decode on (`Some`) or off (`None`, the default and
+    /// the official behaviour). See [`VaeTiling`].
+    pub fn set_tiling(&mut self, tiling: Option<VaeTiling>) {
+        self.tiling = tiling;
+    }
+
+    /// The spatial tiling in use (`None`: whole frames).
+    pub fn tiling(&self) -> Option<VaeTiling> {
+        self.tiling
+    }
+
     /// Encodes `video` `[B, 3, F, H, W]` in `[-1, 1]` (`F = 1 + 4k`, `H, W` divisible by 8)
     /// into the posterior over `[B, z, 1 + (F-1)/4, H/8, W/8]`.
     pub fn encode(&self, video: &Tensor) -> Result<Posterior> {
-        self.encode_with(video, &mut self.new_cache())
+        Ok(self.encode_run(video, false)?.0)
     }
 
-    fn encode_with(&self, video: &Tensor, cache: &mut FeatCache) -> Result<Posterior> {
+    /// [`Self::encode`], also returning the plan of every convolution call as run.
+    pub fn encode_traced(&self, video: &Tensor) -> Result<(Posterior, Vec<ConvKernelPlan>)> {
+        self.encode_run(video, true)
+    }
+
+    fn encode_run(&self, video: &Tensor, trace: bool) -> Result<(Posterior, Vec<ConvKernelPlan>)> {
         check_kernel_elems("VAE encode input", video.elem_count())?;
+        let mut traces = Vec::new();
+        let h = match self.tiling {
+            None => self.encode_tile(video, trace, &mut traces)?,
+            Some(t) => tiling::encode(self, t, video, trace, &mut traces)?,
+        };
+        let z = self.cfg.z_dim;
+        let mean = swap_ct(&h.narrow(2, 0, z)?)?;
+        let logvar = swap_ct(&h.narrow(2, z, z)?)?.clamp(-30f64, 20f64)?;
+        Ok((Posterior { mean, logvar }, traces))
+    }
+
+    /// Encodes `video` `[B, 3, F, H, W]` (a whole frame or one tile) with its own causal
+    /// cache; returns the moments `[B, T, 2z, h, w]` (frame-major).
+    fn encode_tile(
+        &self,
+        video: &Tensor,
+        trace: bool,
+        traces: &mut Vec<ConvKernelPlan>,
+    ) -> Result<Tensor> {
+        let mut cache = self.new_cache();
+        if trace {
+            cache.run.trace = Some(Vec::new());
+        }
         let x = swap_ct(video)?;
         let frames = x.dim(1)?;
         let mut outs = Vec::new();
@@ -152,74 +198,82 @@ impl WanVae {
             let len = if start == 0 { 1 } else { 4.min(frames - start) };
             cache.rewind();
             let chunk = x.narrow(1, start, len)?;
-            outs.push(self.encoder.forward(&chunk, cache)?);
+            outs.push(self.encoder.forward(&chunk, &mut cache)?);
             start += len;
         }
         let h = cache.conv(&self.quant_conv, &Tensor::cat(&outs, 1)?, None)?;
-        let z = self.cfg.z_dim;
-        let mean = swap_ct(&h.narrow(2, 0, z)?)?;
-        let logvar = swap_ct(&h.narrow(2, z, z)?)?.clamp(-30f64, 20f64)?;
-        Ok(Posterior { mean, logvar })
+        traces.extend(cache.run.trace.take().unwrap_or_default());
+        Ok(h)
     }
 
     /// Decodes latents `[B, z, T, h, w]` to `[B, 3, 1 + 4(T-1), 8h, 8w]` in `[-1, 1]`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        Ok(self.decode_run(z, false)?.0)
+    }
+
+    /// [`Self::decode`], also returning the plan of every convolution call as run.
+    pub fn decode_traced(&self, z: &Tensor) -> Result<(Tensor, Vec<ConvKernelPlan>)> {
+        self.decode_run(z, true)
+    }
+
+    fn decode_run(&self, z: &Tensor, trace: bool) -> Result<(Tensor, Vec<ConvKernelPlan>)> {
         let mut chunks = Vec::new();
-        self.decode_streaming(z, |c| {
+        let traces = self.decode_sink(z, trace, &mut |c| {
             chunks.push(c);
             Ok(())
         })?;
         let elems: usize = chunks.iter().map(Tensor::elem_count).sum();
         check_kernel_elems("VAE decode output", elems)?;
-        Ok(Tensor::cat(&chunks, 2)?)
+        Ok((Tensor::cat(&chunks, 2)?, traces))
     }
 
     /// Decodes one latent frame at a time and hands each pixel chunk `[B, 3, f, H, W]`
     /// (`f` = 1 for the first, then 4) to `sink`, so the whole video is never held.
+    /// With [`Self::set_tiling`] each tile is decoded through all frames before the next,
+    /// so the blended video is held (f32) and the chunks reach `sink` at the end.
     pub fn decode_streaming(
         &self,
         z: &Tensor,
-        sink: impl FnMut(Tensor) -> Result<()>,
-    ) -> Result<()> {
-        self.decode_with(z, &mut self.new_cache(), sink)
-    }
-
-    fn decode_with(
-        &self,
-        z: &Tensor,
-        cache: &mut FeatCache,
         mut sink: impl FnMut(Tensor) -> Result<()>,
     ) -> Result<()> {
+        self.decode_sink(z, false, &mut sink).map(drop)
+    }
+
+    fn decode_sink(
+        &self,
+        z: &Tensor,
+        trace: bool,
+        sink: &mut dyn FnMut(Tensor) -> Result<()>,
+    ) -> Result<Vec<ConvKernelPlan>> {
+        let mut traces = Vec::new();
+        match self.tiling {
+            None => self.decode_tile(z, trace, &mut traces, sink)?,
+            Some(t) => tiling::decode(self, t, z, trace, &mut traces, sink)?,
+        }
+        Ok(traces)
+    }
+
+    /// Decodes latents `[B, z, T, h, w]` (a whole frame or one tile) one latent frame at a
+    /// time with its own causal cache, handing each pixel chunk to `sink`.
+    fn decode_tile(
+        &self,
+        z: &Tensor,
+        trace: bool,
+        traces: &mut Vec<ConvKernelPlan>,
+        sink: &mut dyn FnMut(Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let mut cache = self.new_cache();
+        if trace {
+            cache.run.trace = Some(Vec::new());
+        }
         let x = cache.conv(&self.post_quant_conv, &swap_ct(z)?, None)?;
         for i in 0..x.dim(1)? {
             cache.rewind();
-            let out = self.decoder.forward(&x.narrow(1, i, 1)?, cache)?;
+            let out = self.decoder.forward(&x.narrow(1, i, 1)?, &mut cache)?;
             sink(swap_ct(&out)?.clamp(-1f64, 1f64)?)?;
         }
+        traces.extend(cache.run.trace.take().unwrap_or_default());
         Ok(())
-    }
-
-    /// [`Self::encode`], also returning the plan of every convolution call as run.
-    pub fn encode_traced(&self, video: &Tensor) -> Result<(Posterior, Vec<ConvKernelPlan>)> {
-        let mut cache = self.new_cache();
-        cache.run.trace = Some(Vec::new());
-        let post = self.encode_with(video, &mut cache)?;
-        Ok((post, cache.run.trace.take().unwrap_or_default()))
-    }
-
-    /// [`Self::decode`], also returning the plan of every convolution call as run.
-    pub fn decode_traced(&self, z: &Tensor) -> Result<(Tensor, Vec<ConvKernelPlan>)> {
-        let mut cache = self.new_cache();
-        cache.run.trace = Some(Vec::new());
-        let mut chunks = Vec::new();
-        self.decode_with(z, &mut cache, |c| {
-            chunks.push(c);
-            Ok(())
-        })?;
-        Ok((
-            Tensor::cat(&chunks, 2)?,
-            cache.run.trace.take().unwrap_or_default(),
-        ))
     }
 
     fn stats(&self, like: &Tensor) -> Result<(Tensor, Tensor)> {

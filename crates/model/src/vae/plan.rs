@@ -5,6 +5,7 @@ use super::attention::attn_rows;
 use super::cache::CACHE_T;
 use super::config::VaeConfig;
 use super::resample::{resample_spec, time_conv_spec, ResampleMode};
+use super::tiling::VaeTiling;
 use crate::conv3d::{Conv3dSpec, ConvKernelPlan};
 use crate::{ModelError, Result};
 
@@ -40,12 +41,18 @@ pub struct VaePlan {
     pub width: usize,
     /// Band budget the convolutions were planned with.
     pub band_elems: usize,
+    /// Spatial tiling planned (`None`: whole frames).
+    pub tiling: Option<VaeTiling>,
     /// Each convolution call.
     pub convs: Vec<ConvKernelPlan>,
     /// Other large kernels (whole-video permutes and concatenations, attention blocks).
     pub ops: Vec<OpKernel>,
-    /// Elements held by the causal caches between chunks (largest chunk).
+    /// Elements held by the causal caches between chunks (largest chunk; of one tile when
+    /// tiled).
     pub cache_elems: usize,
+    /// f32 elements of the blend accumulators held across tiles (0 untiled): the decoded
+    /// video, or the encoder's moments.
+    pub accumulator_elems: usize,
 }
 
 impl VaePlan {
@@ -89,6 +96,12 @@ impl VaePlan {
             .unwrap_or(0);
         let ops = self.ops.iter().map(|o| o.elems).max().unwrap_or(0);
         conv.max(ops) + self.cache_elems
+    }
+
+    /// Estimated peak bytes of the pass with activations of `dtype_bytes` each:
+    /// [`Self::peak_activation_elems`] plus the f32 blend accumulators of a tiled pass.
+    pub fn peak_bytes(&self, dtype_bytes: usize) -> usize {
+        self.peak_activation_elems() * dtype_bytes + self.accumulator_elems * 4
     }
 }
 
@@ -286,6 +299,23 @@ pub fn kernel_plan(
     width: usize,
     band_elems: usize,
 ) -> Result<VaePlan> {
+    kernel_plan_tiled(cfg, pass, batch, frames, height, width, band_elems, None)
+}
+
+/// [`kernel_plan`] with optional spatial tiling: the calls of every tile in the order
+/// [`super::WanVae`] runs them (tile by tile, rows then columns), plus the f32 blend
+/// accumulators held across tiles ([`VaePlan::accumulator_elems`]).
+#[allow(clippy::too_many_arguments)]
+pub fn kernel_plan_tiled(
+    cfg: &VaeConfig,
+    pass: VaePass,
+    batch: usize,
+    frames: usize,
+    height: usize,
+    width: usize,
+    band_elems: usize,
+    tiling: Option<VaeTiling>,
+) -> Result<VaePlan> {
     cfg.validate()?;
     let (st, ss) = (cfg.scale_temporal(), cfg.scale_spatial());
     if frames == 0 || !height.is_multiple_of(ss) || !width.is_multiple_of(ss) {
@@ -302,54 +332,75 @@ pub fn kernel_plan(
         cache: 0,
     };
     let (h, w) = (height / ss, width / ss);
+    let tiles = match tiling {
+        Some(t) => t.tiles(h, w),
+        None => vec![((0, h), (0, w))],
+    };
     let z2 = 2 * cfg.z_dim;
-    match pass {
-        VaePass::Encode => {
-            let used = 1 + st * ((frames - 1) / st);
-            walk.ops.push(OpKernel {
-                what: "encode input permute".into(),
-                elems: batch * cfg.in_channels * frames * height * width,
-            });
-            let (mut start, mut latents, mut cache) = (0, 0, 0);
-            while start < used {
-                let len = if start == 0 { 1 } else { st.min(used - start) };
-                walk.cache = 0;
-                let (t, _, _) = walk.encoder_chunk(cfg, start == 0, len, height, width)?;
-                cache = cache.max(walk.cache);
-                latents += t;
-                start += len;
-            }
-            walk.cache = cache;
-            walk.conv(
-                "quant_conv".into(),
-                Conv3dSpec::cube(z2, z2, 1, 0),
-                latents,
-                h,
-                w,
-            )?;
-        }
-        VaePass::Decode => {
-            let latents = (frames - 1).div_ceil(st) + 1;
-            let spec = Conv3dSpec::cube(cfg.z_dim, cfg.z_dim, 1, 0);
-            walk.conv("post_quant_conv".into(), spec, latents, h, w)?;
-            let mut out_frames = 0;
-            let mut cache = 0;
-            for i in 0..latents {
-                walk.cache = 0;
-                let (t, ho, wo) = walk.decoder_chunk(cfg, i == 0, h, w)?;
-                cache = cache.max(walk.cache);
-                out_frames += t;
+    let mut cache = 0;
+    let mut accumulator = 0;
+    for ((_, th), (_, tw)) in tiles {
+        let (tile_h, tile_w) = (th * ss, tw * ss);
+        match pass {
+            VaePass::Encode => {
+                let used = 1 + st * ((frames - 1) / st);
                 walk.ops.push(OpKernel {
-                    what: "decode chunk permute".into(),
-                    elems: batch * cfg.out_channels * t * ho * wo,
+                    what: "encode input permute".into(),
+                    elems: batch * cfg.in_channels * frames * tile_h * tile_w,
                 });
+                let (mut start, mut latents) = (0, 0);
+                while start < used {
+                    let len = if start == 0 { 1 } else { st.min(used - start) };
+                    walk.cache = 0;
+                    let (t, _, _) = walk.encoder_chunk(cfg, start == 0, len, tile_h, tile_w)?;
+                    cache = cache.max(walk.cache);
+                    latents += t;
+                    start += len;
+                }
+                let spec = Conv3dSpec::cube(z2, z2, 1, 0);
+                walk.conv("quant_conv".into(), spec, latents, th, tw)?;
+                if tiling.is_some() {
+                    accumulator = batch * latents * z2 * h * w;
+                    walk.ops.push(OpKernel {
+                        what: "tile blend (f32)".into(),
+                        elems: 2 * accumulator,
+                    });
+                }
             }
-            walk.cache = cache;
-            walk.ops.push(OpKernel {
-                what: "decode output concatenation".into(),
-                elems: batch * cfg.out_channels * out_frames * height * width,
-            });
+            VaePass::Decode => {
+                let latents = (frames - 1).div_ceil(st) + 1;
+                let spec = Conv3dSpec::cube(cfg.z_dim, cfg.z_dim, 1, 0);
+                walk.conv("post_quant_conv".into(), spec, latents, th, tw)?;
+                let mut out_frames = 0;
+                for i in 0..latents {
+                    walk.cache = 0;
+                    let (t, ho, wo) = walk.decoder_chunk(cfg, i == 0, th, tw)?;
+                    cache = cache.max(walk.cache);
+                    out_frames += t;
+                    walk.ops.push(OpKernel {
+                        what: "decode chunk permute".into(),
+                        elems: batch * cfg.out_channels * t * ho * wo,
+                    });
+                    if tiling.is_some() {
+                        walk.ops.push(OpKernel {
+                            what: "tile blend (f32)".into(),
+                            elems: 2 * batch * cfg.out_channels * t * height * width,
+                        });
+                    }
+                }
+                if tiling.is_some() {
+                    accumulator = batch * cfg.out_channels * out_frames * height * width;
+                }
+            }
         }
+    }
+    walk.cache = cache;
+    if pass == VaePass::Decode {
+        let out_frames = 1 + st * ((frames - 1).div_ceil(st));
+        walk.ops.push(OpKernel {
+            what: "decode output concatenation".into(),
+            elems: batch * cfg.out_channels * out_frames * height * width,
+        });
     }
     Ok(VaePlan {
         pass,
@@ -357,8 +408,10 @@ pub fn kernel_plan(
         height,
         width,
         band_elems: walk.band_elems,
+        tiling,
         convs: walk.convs,
         ops: walk.ops,
         cache_elems: walk.cache,
+        accumulator_elems: accumulator,
     })
 }
