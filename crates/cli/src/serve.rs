@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use longcat_model::vae::VaeTiling;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
@@ -42,6 +43,9 @@ pub struct ServeArgs {
     /// Where the text encoder stays between jobs: resident, offload or reload [default: offload].
     #[arg(long, env = "LONGCAT_TEXT_ENCODER", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
     text_encoder: Option<TextEncoderPolicy>,
+    /// Spatial tiling of the VAE, TILE[,OVERLAP] in latent pixels [default: off].
+    #[arg(long, env = "LONGCAT_VAE_TILING", value_name = "TILE[,OVERLAP]", long_help = crate::device::VAE_TILING_HELP)]
+    vae_tiling: Option<VaeTiling>,
     /// In-process workers (0 = only serve; run jobs with `longcat worker`) [default: 1].
     #[arg(long, env = "LONGCAT_WORKERS")]
     workers: Option<usize>,
@@ -189,7 +193,7 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             }
             (None, None) => TextEncoderPolicy::default(),
         };
-        let generator = load_generator(weights, &device, text_encoder)?;
+        let generator = load_generator(weights, &device, text_encoder, args.vae_tiling)?;
         let model = generator.info();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
@@ -285,6 +289,7 @@ fn load_generator(
     weights: Option<PathBuf>,
     device: &str,
     text_encoder: TextEncoderPolicy,
+    vae_tiling: Option<VaeTiling>,
 ) -> Result<std::sync::Arc<dyn longcat_pipeline::VideoGenerator>> {
     use longcat_pipeline::generator::{load_generator, GeneratorOptions};
     let device = crate::device::parse_device(device)?;
@@ -300,6 +305,7 @@ fn load_generator(
         weights_dir: weights,
         device,
         text_encoder,
+        vae_tiling,
         ..GeneratorOptions::default()
     };
     let generator = load_generator(&opts).context("loading the model")?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use longcat_media::EncoderConfig;
+use longcat_model::vae::VaeTiling;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_storage::Storage;
@@ -46,6 +47,9 @@ pub struct WorkerArgs {
     /// Where the text encoder stays between jobs: resident, offload or reload.
     #[arg(long, env = "LONGCAT_TEXT_ENCODER", default_value = "offload", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
     pub text_encoder: TextEncoderPolicy,
+    /// Spatial tiling of the VAE, TILE[,OVERLAP] in latent pixels [default: off].
+    #[arg(long, env = "LONGCAT_VAE_TILING", value_name = "TILE[,OVERLAP]", long_help = crate::device::VAE_TILING_HELP)]
+    pub vae_tiling: Option<VaeTiling>,
     /// Shared secret for the `X-Longcat-Signature` webhook header.
     #[arg(long, env = "LONGCAT_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
@@ -108,6 +112,7 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
         weights_dir: args.weights.clone(),
         device: crate::device::parse_device(&args.device)?,
         text_encoder: args.text_encoder,
+        vae_tiling: args.vae_tiling,
         ..Default::default()
     };
     let generator = tokio::task::spawn_blocking(move || load_generator(&options))

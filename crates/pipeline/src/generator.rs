@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
-use longcat_model::vae::{VaeConfig, WanVae};
+use longcat_model::vae::{VaeConfig, VaeTiling, WanVae};
 use longcat_model::ModelError;
 
 use crate::api::{PipelineError, VideoGenerator};
@@ -30,6 +30,9 @@ pub struct GeneratorOptions {
     /// Where the text encoder stays between jobs (default `offload`, which is `resident`
     /// on the CPU device).
     pub text_encoder: TextEncoderPolicy,
+    /// Spatial tiling of VAE encode and decode (`None`, the default: whole frames, as the
+    /// official code). Bounds the VAE's working set by the tile; see `docs/vae.md`.
+    pub vae_tiling: Option<VaeTiling>,
 }
 
 impl Default for GeneratorOptions {
@@ -39,6 +42,7 @@ impl Default for GeneratorOptions {
             device: Device::Cpu,
             dtype: None,
             text_encoder: TextEncoderPolicy::default(),
+            vae_tiling: None,
         }
     }
 }
@@ -75,7 +79,7 @@ pub struct Networks {
 /// output is noise, [`crate::ModelInfo::smoke_test_model`] is true, and a warning is logged.
 pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
     let dtype = opts.resolved_dtype();
-    let networks = match &opts.weights_dir {
+    let mut networks = match &opts.weights_dir {
         Some(dir) => load_checkpoint(dir, &opts.device, dtype, opts.text_encoder)?,
         None => {
             tracing::warn!(
@@ -86,6 +90,14 @@ pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>
             tiny::networks(&opts.device, dtype, opts.text_encoder)?
         }
     };
+    networks.vae.set_tiling(opts.vae_tiling);
+    if let Some(t) = opts.vae_tiling {
+        tracing::info!(
+            tile = t.tile,
+            overlap = t.overlap,
+            "VAE spatial tiling (latent pixels)"
+        );
+    }
     Ok(into_generator(networks, &opts.device))
 }
 

@@ -275,6 +275,37 @@ fn vae_plan_table() {
     }
 }
 
+/// Prints the tiled rows of the docs/vae.md memory table (GPU band budget, streaming decode):
+/// `cargo test -p longcat-model vae_tiled_plan_table -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn vae_tiled_plan_table() {
+    let cfg = VaeConfig::default();
+    let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
+    for (pass, f, h, w) in [
+        (VaePass::Decode, 93, 480, 832),
+        (VaePass::Encode, 205, 704, 1280),
+        (VaePass::Decode, 205, 704, 1280),
+    ] {
+        for tiling in [None, VaeTiling::new(32, 8).ok(), VaeTiling::new(16, 4).ok()] {
+            let mut plan =
+                kernel_plan_tiled(&cfg, pass, 1, f, h, w, DEFAULT_BAND_ELEMS, tiling).unwrap();
+            // decode_streaming (the pipeline's path) never concatenates the video.
+            plan.ops.retain(|o| o.what != "decode output concatenation");
+            let tiles = tiling.map_or(1, |t| t.tiles(h / 8, w / 8).len());
+            let (what, n) = plan.largest();
+            println!(
+                "| {pass:?} {f}×{h}×{w} | {} | {tiles} | {n:.3e} ({what}) | {:.2} | {:.2} | {:.2} | {:.2} |",
+                tiling.map_or("none".into(), |t| t.to_string()),
+                gib(plan.cache_elems * 2),
+                gib(plan.accumulator_elems * 4),
+                gib(plan.peak_bytes(2)),
+                gib(plan.peak_bytes(4)),
+            );
+        }
+    }
+}
+
 /// Peak RSS of one pass of the full-width VAE at a reduced size, for docs/vae.md:
 /// `VAE_PROBE=decode,FRAMES,H,W[,BAND] cargo test -p longcat-model --release
 /// vae_memory_probe -- --ignored --nocapture` (one pass per process).
