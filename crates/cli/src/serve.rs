@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use longcat_model::vae::VaeTiling;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
@@ -234,6 +235,7 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             settings.weights.clone(),
             &settings.device,
             settings.text_encoder,
+            settings.vae_tiling,
         )?;
         let model = generator.info();
         let shared = settings.clone();
@@ -363,6 +365,7 @@ fn load_generator(
     weights: Option<PathBuf>,
     device: &str,
     text_encoder: TextEncoderPolicy,
+    vae_tiling: Option<VaeTiling>,
 ) -> Result<std::sync::Arc<dyn longcat_pipeline::VideoGenerator>> {
     use longcat_pipeline::generator::{load_generator, GeneratorOptions};
     let device = crate::device::parse_device(device)?;
@@ -378,6 +381,7 @@ fn load_generator(
         weights_dir: weights,
         device,
         text_encoder,
+        vae_tiling,
         ..GeneratorOptions::default()
     };
     let generator = load_generator(&opts).context("loading the model")?;

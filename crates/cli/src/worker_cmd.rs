@@ -63,6 +63,7 @@ async fn serve(settings: WorkerSettings) -> anyhow::Result<ExitCode> {
         weights_dir: settings.weights.clone(),
         device: crate::device::parse_device(&settings.device)?,
         text_encoder: settings.text_encoder,
+        vae_tiling: settings.vae_tiling,
         ..Default::default()
     };
     let generator = tokio::task::spawn_blocking(move || load_generator(&options))

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
-use longcat_model::vae::{VaeConfig, WanVae};
+use longcat_model::vae::{VaeConfig, VaeTiling, WanVae};
 use longcat_model::ModelError;
 
 use crate::api::{PipelineError, VideoGenerator};
@@ -30,6 +30,9 @@ pub struct GeneratorOptions {
     /// Where the text encoder stays between jobs (default `offload`, which is `resident`
     /// on the CPU device).
     pub text_encoder: TextEncoderPolicy,
+    /// Spatial tiling of VAE encode and decode (`None`, the default: whole frames, as the
+    /// official code). Bounds the VAE's working set by the tile; see `docs/vae.md`.
+    pub vae_tiling: Option<VaeTiling>,
 }
 
 impl Default for GeneratorOptions {
@@ -39,6 +42,7 @@ impl Default for GeneratorOptions {
             device: Device::Cpu,
             dtype: None,
             text_encoder: TextEncoderPolicy::default(),
+            vae_tiling: None,
         }
     }
 }
@@ -77,9 +81,21 @@ pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>
     let dtype = opts.resolved_dtype();
     let device = opts.device.clone();
     let policy = opts.text_encoder;
+    let tiling = opts.vae_tiling;
+    if let Some(t) = tiling {
+        tracing::info!(
+            tile = t.tile,
+            overlap = t.overlap,
+            "VAE spatial tiling (latent pixels)"
+        );
+    }
+    let with_tiling = move |mut networks: Networks| {
+        networks.vae.set_tiling(tiling);
+        networks
+    };
     match opts.weights_dir.clone() {
         Some(dir) => generator_from(
-            move || load_checkpoint(&dir, &device, dtype, policy),
+            move || load_checkpoint(&dir, &device, dtype, policy).map(with_tiling),
             &opts.device,
         ),
         None => {
@@ -88,7 +104,10 @@ pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>
                  pass --weights DIR / LONGCAT_WEIGHTS for real output",
                 tiny::NAME
             );
-            generator_from(move || tiny::networks(&device, dtype, policy), &opts.device)
+            generator_from(
+                move || tiny::networks(&device, dtype, policy).map(with_tiling),
+                &opts.device,
+            )
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use longcat_media::input::{AddressPolicy, IpRange};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
+use longcat_pipeline::VaeTiling;
 use serde::Deserialize;
 
 use crate::config::{WorkerConfig, PRIVATE_RANGES};
@@ -56,6 +57,11 @@ pub struct WorkerLayer {
     /// Where the text encoder stays between jobs: resident, offload or reload [default: offload].
     #[arg(long, env = "LONGCAT_TEXT_ENCODER", value_name = "POLICY")]
     pub text_encoder: Option<String>,
+    /// Spatial tiling of the VAE, `TILE[,OVERLAP]` in latent pixels (8 video pixels each;
+    /// OVERLAP defaults to TILE/4), e.g. `32,8`; bounds the VAE's memory by the tile, and
+    /// changes the output slightly near tile borders (docs/vae.md) [default: off].
+    #[arg(long, env = "LONGCAT_VAE_TILING", value_name = "TILE[,OVERLAP]")]
+    pub vae_tiling: Option<String>,
     /// Job slots per engine: one job runs on the engine while the others finish (upload,
     /// completion, webhook); a job is claimed only when the engine can start it. `serve`:
     /// 0 = no in-process engine (jobs run in `longcat worker` processes) [default: 1].
@@ -112,6 +118,8 @@ pub struct WorkerSettings {
     pub device: String,
     /// Text encoder policy.
     pub text_encoder: TextEncoderPolicy,
+    /// VAE spatial tiling (`None`: whole frames).
+    pub vae_tiling: Option<VaeTiling>,
     /// Job slots per engine.
     pub workers: usize,
     /// Ed25519 signing key file.
@@ -177,6 +185,13 @@ impl WorkerSettings {
                 message: e,
             })?,
         };
+        let vae_tiling = match layered(flags, file, |l| l.vae_tiling.clone()) {
+            None => None,
+            Some(s) => Some(s.parse::<VaeTiling>().map_err(|e| SettingsError {
+                setting: "--vae-tiling",
+                message: e.to_string(),
+            })?),
+        };
         Ok(Self {
             database_url: layered(flags, file, |l| l.database_url.clone())
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -187,6 +202,7 @@ impl WorkerSettings {
             device: layered(flags, file, |l| l.device.clone())
                 .unwrap_or_else(|| DEFAULT_DEVICE.into()),
             text_encoder,
+            vae_tiling,
             workers: layered(flags, file, |l| l.workers).unwrap_or(DEFAULT_WORKERS),
             webhook_key_file: layered(flags, file, |l| l.webhook_key_file.clone())
                 .unwrap_or_else(|| DEFAULT_WEBHOOK_KEY_FILE.into()),
@@ -268,6 +284,18 @@ mod tests {
         let d = WorkerSettings::default();
         assert_eq!(d.lease, WorkerConfig::default().lease);
         assert_eq!(d.webhook_key_file, PathBuf::from(DEFAULT_WEBHOOK_KEY_FILE));
+    }
+
+    #[test]
+    fn vae_tiling_from_the_file_or_a_flag() {
+        let f = file("vae_tiling = \"32,8\"");
+        let s = WorkerSettings::resolve(&flags(&[]), &f).unwrap();
+        assert_eq!(s.vae_tiling, Some(VaeTiling::new(32, 8).unwrap()));
+        let s = WorkerSettings::resolve(&flags(&["--vae-tiling", "16"]), &f).unwrap();
+        assert_eq!(s.vae_tiling.map(|t| t.tile), Some(16));
+        assert_eq!(WorkerSettings::default().vae_tiling, None);
+        let bad = WorkerSettings::resolve(&flags(&["--vae-tiling", "0"]), &f).unwrap_err();
+        assert_eq!(bad.setting, "--vae-tiling");
     }
 
     #[test]
