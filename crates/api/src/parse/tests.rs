@@ -371,7 +371,10 @@ fn text_fields_are_capped_in_characters() {
         let e = only_error(json!({"image_url": IMG, field: "a".repeat(max + 1)}));
         assert_eq!(e.loc, vec!["body", field]);
         assert_eq!(e.error_type, "string_too_long");
-        assert_eq!(e.msg, format!("String should have at most {max} characters"));
+        assert_eq!(
+            e.msg,
+            format!("String should have at most {max} characters")
+        );
         assert_eq!(e.ctx, Some(json!({ "max_length": max })));
     }
 }
@@ -393,8 +396,8 @@ fn echoed_inputs_are_truncated() {
     // Wrong-typed huge values (arrays, objects) are bounded too.
     let many: Vec<String> = (0..100_000).map(|i| format!("{i}{huge:.300}")).collect();
     let nested = json!({"a": {"b": {"c": {"d": many.clone()}}}});
-    let errs = parse(json!({"image_url": IMG, "prompt": many, "negative_prompt": nested}))
-        .unwrap_err();
+    let errs =
+        parse(json!({"image_url": IMG, "prompt": many, "negative_prompt": nested})).unwrap_err();
     assert!(errs.to_body().to_string().len() < 64 << 10);
     let arr = errs.0[0].input.as_ref().unwrap().as_array().unwrap();
     assert_eq!(arr.len(), echo_limits::MAX_ITEMS + 1);
