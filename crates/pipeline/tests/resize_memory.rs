@@ -57,6 +57,7 @@ fn extreme_aspect_resize_memory_is_bounded_by_the_output() {
         assert_eq!(out_bytes, bw as usize * bh as usize * 3);
         // Output + the row window (vertical kernel rows x output width) + weight tables.
         let bound = out_bytes + out_bytes / 2 + (1 << 20);
+        eprintln!("{w}x{h} -> {bw}x{bh}: peak {peak} bytes, output {out_bytes} bytes");
         assert!(
             peak <= bound,
             "{w}x{h} -> {bw}x{bh}: {peak} bytes at peak for a {out_bytes}-byte output (bound {bound})"
