@@ -13,7 +13,7 @@ use longcat_model::ModelError;
 
 use crate::api::{PipelineError, VideoGenerator};
 use crate::components::LoraKind;
-use crate::engine::{Engine, EngineConfig, LockedEngine};
+use crate::engine::{Engine, EngineConfig, RebuildableEngine};
 use crate::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
 use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 use crate::tiny;
@@ -75,18 +75,22 @@ pub struct Networks {
 /// output is noise, [`crate::ModelInfo::smoke_test_model`] is true, and a warning is logged.
 pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
     let dtype = opts.resolved_dtype();
-    let networks = match &opts.weights_dir {
-        Some(dir) => load_checkpoint(dir, &opts.device, dtype, opts.text_encoder)?,
+    let device = opts.device.clone();
+    let policy = opts.text_encoder;
+    match opts.weights_dir.clone() {
+        Some(dir) => generator_from(
+            move || load_checkpoint(&dir, &device, dtype, policy),
+            &opts.device,
+        ),
         None => {
             tracing::warn!(
                 "NO WEIGHTS GIVEN: using the {} — every video it makes is noise; \
                  pass --weights DIR / LONGCAT_WEIGHTS for real output",
                 tiny::NAME
             );
-            tiny::networks(&opts.device, dtype, opts.text_encoder)?
+            generator_from(move || tiny::networks(&device, dtype, policy), &opts.device)
         }
-    };
-    Ok(into_generator(networks, &opts.device))
+    }
 }
 
 /// Wraps networks into the engine [`load_generator`] uses.
@@ -103,9 +107,15 @@ pub fn into_engine(
     }
 }
 
-/// Wraps networks into a thread-safe generator.
-pub fn into_generator(n: Networks, device: &Device) -> Arc<dyn VideoGenerator> {
-    Arc::new(LockedEngine(std::sync::Mutex::new(into_engine(n, device))))
+/// A generator over the networks `build` makes: built once now, and again (after the old
+/// ones are dropped) whenever a run panicked (see [`RebuildableEngine`]).
+pub fn generator_from(
+    build: impl Fn() -> Result<Networks, PipelineError> + Send + Sync + 'static,
+    device: &Device,
+) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
+    let device = device.clone();
+    let engine = RebuildableEngine::new(Box::new(move || Ok(into_engine(build()?, &device))))?;
+    Ok(Arc::new(engine))
 }
 
 /// Logs the text encoder's policy and where its weights are.
