@@ -35,6 +35,12 @@ pub mod limits {
     pub const DEFAULT_GUIDANCE_SCALE: f64 = 4.0;
     /// Default `fps`.
     pub const DEFAULT_FPS: u32 = 30;
+    /// Most characters (Unicode scalar values, as Pydantic's `max_length` counts) of `prompt`
+    /// and of `negative_prompt`. The umT5 encoder reads 512 tokens and cuts the rest; 8192
+    /// characters is 16 per token, more than any real prompt spends, so no text the model
+    /// could read is refused, while a multi-megabyte prompt is (it costs the worker memory
+    /// and time in cleaning and tokenizing before being cut to 512 tokens anyway).
+    pub const MAX_PROMPT_CHARS: usize = 8192;
 }
 
 /// Input of `fal-ai/longcat-video/image-to-video/720p` (every field of the fal schema).
@@ -145,6 +151,8 @@ impl I2vInput {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
         check_image_url(&self.image_url, &mut errors);
+        check_text("prompt", &self.prompt, &mut errors);
+        check_text("negative_prompt", &self.negative_prompt, &mut errors);
         check_u32(
             "num_frames",
             self.num_frames,
@@ -207,6 +215,23 @@ fn check_u32(field: &str, value: u32, (lo, hi): (u32, u32), errors: &mut Validat
         errors.push(ValidationError::too_small(field, json!(lo), json!(value)));
     } else if value > hi {
         errors.push(ValidationError::too_large(field, json!(hi), json!(value)));
+    }
+}
+
+/// Caps a text field at [`limits::MAX_PROMPT_CHARS`] (Pydantic's `string_too_long`).
+fn check_text(field: &str, value: &str, errors: &mut ValidationErrors) {
+    let max = limits::MAX_PROMPT_CHARS;
+    // Bytes bound characters from above: only long strings are counted.
+    if value.len() > max && value.chars().count() > max {
+        errors.push(
+            ValidationError::field(
+                field,
+                "string_too_long",
+                format!("String should have at most {max} characters"),
+            )
+            .with_input(json!(value))
+            .with_ctx(json!({ "max_length": max })),
+        );
     }
 }
 

@@ -146,10 +146,11 @@ fn input_schema() -> Value {
                 "description": "The URL of the image to generate a video from.",
                 "examples": ["https://v3b.fal.media/files/b/zebra/trXRsbjJwy4Z3OEgbnB9a.jpg"]},
             "prompt": {"title": "Prompt", "type": "string",
-                "description": "The prompt to guide the video generation.", "default": DEFAULT_PROMPT},
+                "description": "The prompt to guide the video generation.", "default": DEFAULT_PROMPT,
+                "maxLength": limits::MAX_PROMPT_CHARS},
             "negative_prompt": {"title": "Negative Prompt", "type": "string",
                 "description": "The negative prompt to use for the video generation.",
-                "default": DEFAULT_NEGATIVE_PROMPT},
+                "default": DEFAULT_NEGATIVE_PROMPT, "maxLength": limits::MAX_PROMPT_CHARS},
             "num_frames": int_field("Number of Frames", "The number of frames to generate.",
                 limits::DEFAULT_NUM_FRAMES, limits::NUM_FRAMES),
             "num_inference_steps": int_field("Number of Inference Steps",
@@ -242,6 +243,12 @@ mod tests {
         assert_eq!(input["properties"]["num_frames"]["maximum"], 961);
         assert_eq!(input["properties"]["num_frames"]["default"], 162);
         assert_eq!(input["properties"]["guidance_scale"]["maximum"], 10.0);
+        for text in ["prompt", "negative_prompt"] {
+            assert_eq!(
+                input["properties"][text]["maxLength"],
+                crate::input::limits::MAX_PROMPT_CHARS
+            );
+        }
         assert_eq!(
             doc["components"]["schemas"]["VideoOutputTypeEnum"]["enum"],
             json!([

@@ -48,9 +48,10 @@ impl ValidationError {
         }
     }
 
-    /// Attaches the offending input value.
+    /// Attaches the offending input value, shortened by [`bounded_echo`] so that a huge
+    /// input is never sent back whole.
     pub fn with_input(mut self, input: Value) -> Self {
-        self.input = Some(input);
+        self.input = Some(bounded_echo(&input));
         self
     }
 
@@ -93,6 +94,61 @@ impl ValidationError {
         Self::field(field, "enum", format!("Input should be {expected}"))
             .with_input(input)
             .with_ctx(json!({ "expected": expected }))
+    }
+}
+
+/// Limits on the `input` a 422 entry echoes back.
+pub mod echo_limits {
+    /// Characters kept of an echoed string (the rest becomes `…`).
+    pub const MAX_STRING_CHARS: usize = 256;
+    /// Elements kept of an echoed array, or members of an echoed object.
+    pub const MAX_ITEMS: usize = 10;
+    /// Nesting levels kept; arrays and objects deeper are replaced by `"…"`.
+    pub const MAX_DEPTH: usize = 2;
+}
+
+/// `value` shortened for echoing in a 422 body: strings cut to
+/// [`echo_limits::MAX_STRING_CHARS`] characters plus `…`, arrays and objects to
+/// [`echo_limits::MAX_ITEMS`] entries (an array gets a trailing `"…"`), nesting to
+/// [`echo_limits::MAX_DEPTH`] levels. Short values are unchanged. Whatever the input, the
+/// result holds at most about 200 strings of 257 characters (under 256 KiB).
+pub fn bounded_echo(value: &Value) -> Value {
+    echo_at(value, 0)
+}
+
+fn echo_at(value: &Value, depth: usize) -> Value {
+    use echo_limits::*;
+    const MORE: &str = "…";
+    match value {
+        Value::String(s) => Value::String(short_string(s)),
+        Value::Array(_) | Value::Object(_) if depth >= MAX_DEPTH => Value::String(MORE.into()),
+        Value::Array(items) => {
+            let mut out: Vec<Value> = items
+                .iter()
+                .take(MAX_ITEMS)
+                .map(|v| echo_at(v, depth + 1))
+                .collect();
+            if items.len() > MAX_ITEMS {
+                out.push(Value::String(MORE.into()));
+            }
+            Value::Array(out)
+        }
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .take(MAX_ITEMS)
+                .map(|(k, v)| (short_string(k), echo_at(v, depth + 1)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `s` cut to [`echo_limits::MAX_STRING_CHARS`] characters plus `…` when longer.
+fn short_string(s: &str) -> String {
+    match s.char_indices().nth(echo_limits::MAX_STRING_CHARS) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_owned(),
     }
 }
 

@@ -154,3 +154,48 @@ fn non_images_are_unsupported() {
     ));
     assert_eq!(decode(b"").unwrap_err(), ImageInputError::Empty);
 }
+
+/// 1 × 50,000,000 and 50,000,000 × 1 pass the pixel cap (exactly 50 Mpx) but are refused from
+/// the header by the side and aspect limits; the limits apply to both orientations.
+#[test]
+fn extreme_aspect_images_are_refused_from_the_header() {
+    let limits = DecodeLimits::default();
+    for (w, h) in [(1u32, 50_000_000u32), (50_000_000, 1)] {
+        let bytes = png_flat_gray(w, h);
+        eprintln!("{w}x{h} PNG: {} bytes", bytes.len());
+        assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            ImageInputError::SideTooLong {
+                width: w,
+                height: h,
+                max_side: limits.max_side
+            }
+        );
+        assert_eq!(err.error_type(), "image_too_large");
+        let d = err.to_detail();
+        assert_eq!(d.loc, vec!["body", "image_url"]);
+        assert_eq!(
+            d.ctx,
+            Some(serde_json::json!({"max_height": limits.max_side, "max_width": limits.max_side}))
+        );
+    }
+    // Within the side limit but narrower than 1:8 (and 8:1): the aspect limit.
+    let max = limits.max_aspect_ratio;
+    for (w, h) in [(100, 100 * max + 1), (100 * max + 1, 100)] {
+        let err = decode(&png_flat_gray(w, h)).unwrap_err();
+        assert_eq!(err.error_type(), "value_error", "{err}");
+        assert_eq!(err.field(), "image_url");
+        assert!(err.message().contains("aspect ratio"), "{err}");
+        assert_eq!(
+            err.ctx(),
+            Some(serde_json::json!({"max_aspect_ratio": max}))
+        );
+    }
+    // Exactly 1:8 and 8:1 decode.
+    for (w, h) in [(16, 16 * max), (16 * max, 16)] {
+        let img = decode(&png_flat_gray(w, h)).unwrap();
+        assert_eq!((img.width, img.height), (w, h));
+    }
+}

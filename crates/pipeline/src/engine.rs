@@ -18,7 +18,7 @@ use crate::components::{
     Denoiser, DenoiserMode, LatentCodec, LoraKind, PromptEncoder, Result, TextConditioning,
 };
 use crate::hooks::{Hooks, NoTrace};
-use crate::image::{resize_lanczos, to_model_input};
+use crate::image::{resize_lanczos_cancellable, to_model_input};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::output::{stream_frames, FrameWindow};
 use crate::plan::{Segment, SegmentPlan};
@@ -278,7 +278,9 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         // (its policy decides what release does).
         self.text.acquire()?;
         let encoded = (|| {
+            cancel.check()?;
             let positive = self.text.encode_prompt(&req.prompt)?;
+            cancel.check()?;
             let negative = if cfg_on {
                 Some(self.text.encode_prompt(&req.negative_prompt)?)
             } else {
@@ -292,9 +294,16 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
 
         rep.report(Stage::EncodeImage, 0, 0, 1);
         let (h1, w1) = pick_bucket(&cfg.stage1_buckets, req.image.height, req.image.width)?;
-        let image1 = to_model_input(&resize_lanczos(&req.image, w1, h1)?, &self.device)?;
+        let image1 = to_model_input(
+            &resize_lanczos_cancellable(&req.image, w1, h1, cancel)?,
+            &self.device,
+        )?;
         let (h2, w2) = pick_bucket(&cfg.refine_buckets, h1, w1)?;
-        let image2 = to_model_input(&resize_lanczos(&req.image, w2, h2)?, &self.device)?;
+        let image2 = to_model_input(
+            &resize_lanczos_cancellable(&req.image, w2, h2, cancel)?,
+            &self.device,
+        )?;
+        cancel.check()?;
 
         let mut ctx = SegmentCtx {
             positive,
@@ -401,6 +410,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                 take: seg.frames,
             },
             0,
+            cancel,
             &mut |f| {
                 decoded.push(frame_image(f));
                 Ok(())
@@ -477,7 +487,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         let first = ctx.delivered;
         let tail = &mut ctx.refined_tail;
         let sink = &mut *rep.sink;
-        let n = stream_frames(&self.vae, &latents, window, first, &mut |f| {
+        let n = stream_frames(&self.vae, &latents, window, first, cancel, &mut |f| {
             tail.push_back(frame_image(f.clone()));
             if tail.len() > keep_tail {
                 tail.pop_front();

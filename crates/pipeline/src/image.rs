@@ -8,7 +8,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::api::{PipelineError, RgbImage};
+use crate::api::{CancelToken, PipelineError, RgbImage};
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 const LANCZOS_SUPPORT: f64 = 3.0;
@@ -79,49 +79,46 @@ fn clip8(v: i64) -> u8 {
     (v >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// One separable pass over `lines` lines of `len` pixels with `stride` between pixels.
-fn resample_axis(src: &RgbImage, out_w: u32, out_h: u32, horizontal: bool) -> RgbImage {
-    let (in_len, out_len) = if horizontal {
-        (src.width as usize, out_w as usize)
-    } else {
-        (src.height as usize, out_h as usize)
-    };
-    let c = precompute(in_len, out_len);
-    let (w, h) = (out_w as usize, out_h as usize);
-    let mut data = vec![0u8; w * h * 3];
-    let sw = src.width as usize;
-    for y in 0..h {
-        for x in 0..w {
-            let (o, (start, n)) = if horizontal {
-                (x, c.bounds[x])
-            } else {
-                (y, c.bounds[y])
-            };
-            let k = &c.weights[o * c.ksize..o * c.ksize + n];
-            for ch in 0..3 {
-                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-                for (i, &wt) in k.iter().enumerate() {
-                    let idx = if horizontal {
-                        (y * sw + start + i) * 3 + ch
-                    } else {
-                        ((start + i) * sw + x) * 3 + ch
-                    };
-                    acc += src.data[idx] as i64 * wt as i64;
-                }
-                data[(y * w + x) * 3 + ch] = clip8(acc);
+/// Horizontal pass of one input row (`src_row`, `in_w` pixels) into `out` (`out_w` pixels).
+fn resample_row(src_row: &[u8], c: &Coeffs, out: &mut [u8]) {
+    for (x, px) in out.chunks_exact_mut(3).enumerate() {
+        let (start, n) = c.bounds[x];
+        let k = &c.weights[x * c.ksize..x * c.ksize + n];
+        for (ch, o) in px.iter_mut().enumerate() {
+            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+            for (i, &wt) in k.iter().enumerate() {
+                acc += src_row[(start + i) * 3 + ch] as i64 * wt as i64;
             }
+            *o = clip8(acc);
         }
-    }
-    RgbImage {
-        width: out_w,
-        height: out_h,
-        data,
     }
 }
 
+/// Rows (input or output) between two cancel checks (a check costs one atomic load).
+const ROWS_PER_CANCEL_CHECK: usize = 64;
+
 /// Resizes like Pillow's `Image.resize((width, height), LANCZOS)` (same size: a copy).
 pub fn resize_lanczos(img: &RgbImage, width: u32, height: u32) -> Result<RgbImage, PipelineError> {
-    if img.data.len() != (img.width * img.height * 3) as usize || width == 0 || height == 0 {
+    resize_lanczos_cancellable(img, width, height, &CancelToken::new())
+}
+
+/// [`resize_lanczos`], checking `cancel` every few rows.
+///
+/// Bit-identical to Pillow's two passes (horizontal into an 8-bit intermediate, then
+/// vertical), but the intermediate is never whole: output rows are made in order, and only
+/// the horizontally resampled input rows the current output row reads are kept (a window of
+/// at most the vertical kernel's size, `2·⌈3·in_h/out_h⌉+1` rows of `width` pixels). Memory
+/// is the output plus that window and the weight tables, whatever the input's shape; each
+/// input row is resampled once, so time is linear in `in_h · max(in_w, width)` plus the
+/// output times the vertical kernel.
+pub fn resize_lanczos_cancellable(
+    img: &RgbImage,
+    width: u32,
+    height: u32,
+    cancel: &CancelToken,
+) -> Result<RgbImage, PipelineError> {
+    let expected = img.width as usize * img.height as usize * 3;
+    if img.data.len() != expected || width == 0 || height == 0 {
         return Err(PipelineError::InvalidRequest(format!(
             "bad image ({}x{}, {} bytes) or target {width}x{height}",
             img.width,
@@ -129,14 +126,78 @@ pub fn resize_lanczos(img: &RgbImage, width: u32, height: u32) -> Result<RgbImag
             img.data.len()
         )));
     }
-    let mut cur = img.clone();
-    if width != cur.width {
-        cur = resample_axis(&cur, width, cur.height, true);
+    let (in_w, in_h) = (img.width as usize, img.height as usize);
+    let (out_w, out_h) = (width as usize, height as usize);
+    let horizontal = (width != img.width).then(|| precompute(in_w, out_w));
+    let vertical = (height != img.height).then(|| precompute(in_h, out_h));
+    let src_row = |y: usize| &img.data[y * in_w * 3..(y + 1) * in_w * 3];
+    let mut data = vec![0u8; out_w * out_h * 3];
+    let row_bytes = out_w * 3;
+
+    let Some(v) = vertical else {
+        // Horizontal pass only (or a copy), row by row.
+        for (y, out) in data.chunks_exact_mut(row_bytes).enumerate() {
+            if y % ROWS_PER_CANCEL_CHECK == 0 {
+                cancel.check()?;
+            }
+            match &horizontal {
+                Some(h) => resample_row(src_row(y), h, out),
+                None => out.copy_from_slice(src_row(y)),
+            }
+        }
+        return Ok(RgbImage {
+            width,
+            height,
+            data,
+        });
+    };
+
+    // Window of horizontally resampled input rows `[first, first + rows)`, as a ring.
+    let cap = v.ksize.min(in_h).max(1);
+    let mut window = vec![0u8; cap * row_bytes];
+    let (mut first, mut rows) = (0usize, 0usize);
+    let mut since_check = 0usize;
+    for (y, out) in data.chunks_exact_mut(row_bytes).enumerate() {
+        if y % ROWS_PER_CANCEL_CHECK == 0 {
+            cancel.check()?;
+        }
+        let (start, n) = v.bounds[y];
+        // Drop rows above this output row's support; add the missing ones below.
+        if start > first {
+            let drop = (start - first).min(rows);
+            first = start;
+            rows -= drop;
+        }
+        while first + rows < start + n {
+            since_check += 1;
+            if since_check >= ROWS_PER_CANCEL_CHECK {
+                since_check = 0;
+                cancel.check()?;
+            }
+            let iy = first + rows;
+            let slot = (iy % cap) * row_bytes;
+            let dst = &mut window[slot..slot + row_bytes];
+            match &horizontal {
+                Some(h) => resample_row(src_row(iy), h, dst),
+                None => dst.copy_from_slice(src_row(iy)),
+            }
+            rows += 1;
+        }
+        let k = &v.weights[y * v.ksize..y * v.ksize + n];
+        for (x, o) in out.iter_mut().enumerate() {
+            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+            for (i, &wt) in k.iter().enumerate() {
+                let slot = ((start + i) % cap) * row_bytes;
+                acc += window[slot + x] as i64 * wt as i64;
+            }
+            *o = clip8(acc);
+        }
     }
-    if height != cur.height {
-        cur = resample_axis(&cur, width, height, false);
-    }
-    Ok(cur)
+    Ok(RgbImage {
+        width,
+        height,
+        data,
+    })
 }
 
 /// `[1, 3, H, W]` float tensor in `[-1, 1]` (`x / 255 * 2 - 1`, as the VAE image processor).
@@ -168,6 +229,104 @@ mod tests {
             width: w,
             height: h,
             data,
+        }
+    }
+
+    /// The previous whole-image two-pass resize (Pillow's arithmetic, full intermediate):
+    /// the reference the windowed resize must match bit for bit.
+    fn reference(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+        fn pass(src: &RgbImage, out_w: u32, out_h: u32, horizontal: bool) -> RgbImage {
+            let (in_len, out_len) = if horizontal {
+                (src.width as usize, out_w as usize)
+            } else {
+                (src.height as usize, out_h as usize)
+            };
+            let c = precompute(in_len, out_len);
+            let (w, h) = (out_w as usize, out_h as usize);
+            let sw = src.width as usize;
+            let mut data = vec![0u8; w * h * 3];
+            for y in 0..h {
+                for x in 0..w {
+                    let o = if horizontal { x } else { y };
+                    let (start, n) = c.bounds[o];
+                    let k = &c.weights[o * c.ksize..o * c.ksize + n];
+                    for ch in 0..3 {
+                        let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                        for (i, &wt) in k.iter().enumerate() {
+                            let idx = if horizontal {
+                                (y * sw + start + i) * 3 + ch
+                            } else {
+                                ((start + i) * sw + x) * 3 + ch
+                            };
+                            acc += src.data[idx] as i64 * wt as i64;
+                        }
+                        data[(y * w + x) * 3 + ch] = clip8(acc);
+                    }
+                }
+            }
+            RgbImage {
+                width: out_w,
+                height: out_h,
+                data,
+            }
+        }
+        let mut cur = src.clone();
+        if out_w != cur.width {
+            cur = pass(&cur, out_w, cur.height, true);
+        }
+        if out_h != cur.height {
+            cur = pass(&cur, out_w, out_h, false);
+        }
+        cur
+    }
+
+    fn noise(w: u32, h: u32, seed: u32) -> RgbImage {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        let data = (0..w * h * 3)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        RgbImage {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
+    #[test]
+    fn windowed_resize_matches_the_two_pass_reference() {
+        let cases = [
+            ((40, 30), (13, 51)),
+            ((64, 48), (64, 20)),
+            ((64, 48), (20, 48)),
+            ((7, 300), (24, 96)),
+            ((300, 7), (96, 24)),
+            ((33, 17), (77, 61)),
+            ((1, 90), (5, 9)),
+            ((90, 1), (9, 5)),
+            ((256, 2048), (32, 128)),
+        ];
+        for (k, ((iw, ih), (ow, oh))) in cases.into_iter().enumerate() {
+            let img = noise(iw, ih, k as u32);
+            let got = resize_lanczos(&img, ow, oh).unwrap();
+            let want = reference(&img, ow, oh);
+            assert_eq!((got.width, got.height), (ow, oh));
+            assert!(got.data == want.data, "{iw}x{ih} -> {ow}x{oh} differs");
+        }
+    }
+
+    #[test]
+    fn cancelled_resize_stops() {
+        let img = noise(64, 4096, 1);
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        for (w, h) in [(16, 64), (64, 64), (16, 4096)] {
+            let err = resize_lanczos_cancellable(&img, w, h, &cancel).unwrap_err();
+            assert!(matches!(err, PipelineError::Cancelled), "{w}x{h}: {err}");
         }
     }
 

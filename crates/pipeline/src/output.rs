@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Tensor};
 
-use crate::api::VideoFrame;
+use crate::api::{CancelToken, VideoFrame};
 use crate::components::{denormalize_latents, LatentCodec, Result};
 use crate::hooks::Hooks;
 
@@ -60,18 +60,23 @@ pub struct FrameWindow {
 }
 
 /// Decodes latents chunk by chunk and calls `deliver` for every frame inside `window`,
-/// numbering them from `first_index`. Returns the number of frames delivered.
+/// numbering them from `first_index`. Returns the number of frames delivered. `cancel` is
+/// checked before decoding and after every decoded chunk (so a cancel stops the decoder
+/// and the frame consumer within one chunk).
 pub fn stream_frames<V: LatentCodec>(
     vae: &V,
     latents: &Tensor,
     window: FrameWindow,
     first_index: u32,
+    cancel: &CancelToken,
     deliver: &mut dyn FnMut(VideoFrame) -> Result<()>,
 ) -> Result<usize> {
+    cancel.check()?;
     let z = denormalize_latents(vae, latents)?;
     let mut seen = 0usize;
     let mut delivered = 0usize;
     vae.decode_chunks(&z, &mut |chunk: Tensor| {
+        cancel.check()?;
         let f = chunk.dim(2)?;
         let lo = window.skip.max(seen);
         let hi = (window.skip + window.take).min(seen + f);

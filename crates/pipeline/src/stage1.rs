@@ -57,6 +57,7 @@ pub fn encode_condition<V: LatentCodec>(
     hooks: &mut Hooks<'_>,
     trace_name: &str,
 ) -> Result<Tensor> {
+    hooks.check_cancel()?;
     let posterior = vae.encode(pixels)?;
     hooks.record(trace_name, &posterior.mean);
     let eps = noise.normal(purpose, posterior.mean.dims(), posterior.mean.device())?;

@@ -148,3 +148,90 @@ fn missing_weights_dir_is_named() {
     let text = err.to_string();
     assert!(text.contains("/nonexistent/longcat"), "{text}");
 }
+
+/// Cancels its token at a chosen moment and counts what arrives after.
+struct CancelAt {
+    cancel: CancelToken,
+    /// Cancel on the first progress report of this stage.
+    at_stage: Option<Stage>,
+    /// Cancel on the first frame.
+    at_frame: bool,
+    frames: u32,
+    stages_after: Vec<Stage>,
+}
+
+impl GenerationSink for CancelAt {
+    fn progress(&mut self, p: &Progress) {
+        if self.cancel.is_cancelled() {
+            self.stages_after.push(p.stage);
+        } else if self.at_stage == Some(p.stage) {
+            self.cancel.cancel();
+        }
+    }
+    fn log(&mut self, _: &str) {}
+    fn frame(&mut self, _: VideoFrame) -> Result<(), PipelineError> {
+        self.frames += 1;
+        if self.at_frame {
+            self.cancel.cancel();
+        }
+        Ok(())
+    }
+}
+
+fn cancel_at(at_stage: Option<Stage>, at_frame: bool) -> CancelAt {
+    CancelAt {
+        cancel: CancelToken::new(),
+        at_stage,
+        at_frame,
+        frames: 0,
+        stages_after: Vec::new(),
+    }
+}
+
+/// A cancel while the last segment's frames are decoded and handed to the encoder stops the
+/// decoder within one chunk: the generation ends `Cancelled`, not with every frame delivered.
+#[test]
+fn cancel_during_decode_stops_the_frame_stream() {
+    let generator = load_generator(&GeneratorOptions::default()).unwrap();
+    let mut full = HashSink::default();
+    generator
+        .generate(&request(3, 17), &mut full, &CancelToken::new())
+        .unwrap();
+    let mut sink = cancel_at(None, true);
+    let cancel = sink.cancel.clone();
+    let err = generator
+        .generate(&request(3, 17), &mut sink, &cancel)
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    assert!(
+        sink.frames < full.frames,
+        "{} of {} frames delivered after the cancel",
+        sink.frames,
+        full.frames
+    );
+}
+
+/// A cancel during text or image preprocessing ends the job before any denoising step.
+#[test]
+fn cancel_during_preprocessing_stops_before_denoising() {
+    let generator = load_generator(&GeneratorOptions::default()).unwrap();
+    for stage in [Stage::EncodeText, Stage::EncodeImage] {
+        let mut sink = cancel_at(Some(stage), false);
+        let cancel = sink.cancel.clone();
+        let mut req = request(3, 17);
+        // An extreme but allowed condition (1:8) makes the resize the long part.
+        req.image = RgbImage {
+            width: 256,
+            height: 2048,
+            data: vec![90; 256 * 2048 * 3],
+        };
+        let err = generator.generate(&req, &mut sink, &cancel).unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled), "{stage:?}: {err}");
+        assert!(
+            sink.stages_after.is_empty(),
+            "{stage:?}: {:?}",
+            sink.stages_after
+        );
+        assert_eq!(sink.frames, 0);
+    }
+}

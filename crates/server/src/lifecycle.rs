@@ -4,6 +4,8 @@
 //! live; `X-Fal-Object-Lifecycle` on uploads sets how long the uploaded file lives. Both carry
 //! JSON like `{"expiration_duration_seconds": 86400, "initial_acl": {...}}`; only the
 //! expiration is used (files here are served to whoever has the URL), other keys are ignored.
+//! Each pass also deletes the parts of abandoned multipart uploads
+//! ([`crate::uploads::sweep_abandoned_parts`], after [`crate::uploads::PARTS_TTL`]).
 
 use std::time::Duration;
 
@@ -100,6 +102,21 @@ pub fn spawn(store: JobStore, storage: Storage, every: Duration) -> JoinHandle<(
                 Ok(0) => {}
                 Ok(files) => tracing::info!(files, "lifecycle: deleted expired files"),
                 Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; retrying next pass"),
+            }
+            let root = crate::uploads::parts_root();
+            let swept = tokio::task::spawn_blocking(move || {
+                crate::uploads::sweep_abandoned_parts(&root, crate::uploads::PARTS_TTL)
+            })
+            .await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(uploads = n, "lifecycle: deleted abandoned upload parts")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "sweeping upload parts failed; retrying next pass")
+                }
+                Err(e) => tracing::warn!(error = %e, "sweeping upload parts panicked"),
             }
         }
     })

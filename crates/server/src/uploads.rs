@@ -8,9 +8,9 @@
 //!   `POST /files/upload/multipart` → `PUT {access_url}/multipart/{id}/{n}` →
 //!   `POST {access_url}/multipart/{id}/complete`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -177,8 +177,50 @@ async fn put_whole(
     ))
 }
 
+/// How long the parts of an unfinished multipart upload are kept after their last write:
+/// the upload URL's lifetime. Its token was issued before that write, so by then the URL has
+/// expired and the parts can never be completed.
+pub const PARTS_TTL: Duration = UPLOAD_URL_LIFETIME;
+
+/// Where multipart parts wait for `complete`: `<tmp>/longcat-uploads/<token>/<n>`.
+pub fn parts_root() -> PathBuf {
+    std::env::temp_dir().join("longcat-uploads")
+}
+
 fn parts_dir(token: &str) -> PathBuf {
-    std::env::temp_dir().join("longcat-uploads").join(token)
+    parts_root().join(token)
+}
+
+/// Deletes the part folders under `root` whose newest entry (the folder or a part in it) was
+/// modified more than `ttl` ago. Returns how many folders went. Run by the lifecycle loop.
+pub fn sweep_abandoned_parts(root: &Path, ttl: Duration) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let now = SystemTime::now();
+    let old = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > ttl);
+    let mut removed = 0;
+    for entry in entries {
+        let dir = entry?.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let mut newest = std::fs::metadata(&dir)?.modified()?;
+        for part in std::fs::read_dir(&dir)? {
+            let modified = part?.metadata()?.modified()?;
+            newest = newest.max(modified);
+        }
+        if old(newest) {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 async fn put_part(
@@ -234,26 +276,19 @@ async fn complete(
         return Err(ApiError::bad_request("no parts listed"));
     }
     let dir = parts_dir(token);
-    let joined = dir.join("joined");
-    {
-        let mut out = tokio::fs::File::create(&joined)
-            .await
-            .map_err(ApiError::internal)?;
-        for n in &numbers {
-            let mut part = tokio::fs::File::open(dir.join(n.to_string()))
-                .await
-                .map_err(|_| ApiError::bad_request(format!("part {n} was never uploaded")))?;
-            tokio::io::copy(&mut part, &mut out)
-                .await
-                .map_err(ApiError::internal)?;
+    let paths: Vec<PathBuf> = numbers.iter().map(|n| dir.join(n.to_string())).collect();
+    for (n, path) in numbers.iter().zip(&paths) {
+        if !tokio::fs::try_exists(path).await.unwrap_or(false) {
+            return Err(ApiError::bad_request(format!(
+                "part {n} was never uploaded"
+            )));
         }
-        tokio::io::AsyncWriteExt::flush(&mut out)
-            .await
-            .map_err(ApiError::internal)?;
     }
+    // The parts stream straight into the stored object: no joined copy.
+    let parts: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let stored = state
         .storage
-        .put_file(&up.key, &joined, &up.content_type)
+        .put_files(&up.key, &parts, &up.content_type)
         .await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let stored = stored?;

@@ -396,6 +396,34 @@ pub fn validate_webhook_url(url: &str, policy: &AddressPolicy) -> Result<Url, We
     Ok(parsed)
 }
 
+/// What replaces every query value in a redacted webhook URL.
+pub const REDACTED: &str = "REDACTED";
+
+/// `url` as logs and stored attempts show it: scheme, host, port and path kept, every query
+/// value replaced by [`REDACTED`] (a bare `?token` segment, which may itself be the secret,
+/// entirely), the fragment dropped. Webhook query strings often carry secrets.
+pub fn redact_url(url: &Url) -> Url {
+    let mut out = url.clone();
+    out.set_fragment(None);
+    if let Some(query) = url.query() {
+        let redacted: Vec<String> = query
+            .split('&')
+            .filter(|seg| !seg.is_empty())
+            .map(|seg| match seg.split_once('=') {
+                Some((name, _)) => format!("{name}={REDACTED}"),
+                None => REDACTED.to_string(),
+            })
+            .collect();
+        out.set_query(Some(&redacted.join("&")));
+    }
+    out
+}
+
+/// `text` with `url` replaced by its redacted form wherever it appears.
+fn redact_text(text: &str, url: &Url) -> String {
+    text.replace(url.as_str(), redact_url(url).as_str())
+}
+
 /// Resolves host names and refuses any that resolve to a blocked address.
 struct GuardedResolver {
     policy: Arc<AddressPolicy>,
@@ -591,11 +619,18 @@ impl WebhookSender {
                     error,
                 }
             }
-            Err(e) => DeliveryAttempt {
-                attempt: n,
-                status_code: None,
-                error: Some(error_chain(&e)),
-            },
+            Err(mut e) => {
+                // reqwest prints the URL in its errors: the query string must not reach the
+                // log or the stored attempt.
+                if let Some(u) = e.url_mut() {
+                    *u = redact_url(u);
+                }
+                DeliveryAttempt {
+                    attempt: n,
+                    status_code: None,
+                    error: Some(redact_text(&error_chain(&e), target)),
+                }
+            }
         }
     }
 }

@@ -429,3 +429,45 @@ fn body_matches_the_api_crate_payload() {
         serde_json::to_value(longcat_api::queue::WebhookPayload::error("r", 422, body)).unwrap();
     assert_eq!(ours, api);
 }
+
+#[tokio::test]
+async fn failed_attempts_do_not_record_the_query_string() {
+    // A port nobody listens on: the attempt fails with a connection error, whose text
+    // (reqwest's) names the URL.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url =
+        format!("http://127.0.0.1:{port}/hook/path?token=SECRET1&sig=SECRET2&SECRET3#SECRET4");
+    let sender = WebhookSender::new(WebhookConfig {
+        max_attempts: 1,
+        ..loopback_config()
+    })
+    .unwrap();
+    let rec = Recorder::default();
+    let report = sender
+        .deliver(&url, "r", None, b"{}", &rec, never_stop())
+        .await;
+    assert!(!report.delivered);
+    let rec = rec.0.lock().unwrap();
+    let error = rec[0].1.error.clone().unwrap();
+    assert!(!error.contains("SECRET"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "http://127.0.0.1:{port}/hook/path?token=REDACTED&sig=REDACTED&REDACTED"
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn redacted_urls_keep_scheme_host_and_path() {
+    let r = |s: &str| redact_url(&url::Url::parse(s).unwrap()).to_string();
+    assert_eq!(
+        r("https://h.example:8443/a/b?k=v&x=&y"),
+        "https://h.example:8443/a/b?k=REDACTED&x=REDACTED&REDACTED"
+    );
+    assert_eq!(r("https://h.example/a"), "https://h.example/a");
+    assert_eq!(r("https://h.example/a#frag"), "https://h.example/a");
+}

@@ -360,3 +360,52 @@ fn cost_follows_num_frames() {
     let o = i.video_options();
     assert_eq!(o.fps, 30);
 }
+
+#[test]
+fn text_fields_are_capped_in_characters() {
+    let max = limits::MAX_PROMPT_CHARS;
+    for field in ["prompt", "negative_prompt"] {
+        // Exactly at the cap, in multi-byte characters: accepted.
+        let at_cap = "é".repeat(max);
+        assert!(parse(json!({"image_url": IMG, field: at_cap})).is_ok());
+        let e = only_error(json!({"image_url": IMG, field: "a".repeat(max + 1)}));
+        assert_eq!(e.loc, vec!["body", field]);
+        assert_eq!(e.error_type, "string_too_long");
+        assert_eq!(
+            e.msg,
+            format!("String should have at most {max} characters")
+        );
+        assert_eq!(e.ctx, Some(json!({ "max_length": max })));
+    }
+}
+
+#[test]
+fn echoed_inputs_are_truncated() {
+    use crate::validation::echo_limits;
+    // A 10 MB prompt and a 10 MB bad image_url: the 422 body stays small.
+    let huge = "x".repeat(10 << 20);
+    let errs = parse(json!({"image_url": format!("ftp://{huge}"), "prompt": huge})).unwrap_err();
+    assert_eq!(errs.0.len(), 2, "{errs:?}");
+    let body = errs.to_body().to_string();
+    assert!(body.len() < 4096, "422 body is {} bytes", body.len());
+    for e in &errs.0 {
+        let echoed = e.input.as_ref().and_then(|v| v.as_str()).unwrap();
+        assert_eq!(echoed.chars().count(), echo_limits::MAX_STRING_CHARS + 1);
+        assert!(echoed.ends_with('…'));
+    }
+    // Wrong-typed huge values (arrays, objects) are bounded too.
+    let many: Vec<String> = (0..100_000).map(|i| format!("{i}{huge:.300}")).collect();
+    let nested = json!({"a": {"b": {"c": {"d": many.clone()}}}});
+    let errs =
+        parse(json!({"image_url": IMG, "prompt": many, "negative_prompt": nested})).unwrap_err();
+    assert!(errs.to_body().to_string().len() < 64 << 10);
+    let arr = errs.0[0].input.as_ref().unwrap().as_array().unwrap();
+    assert_eq!(arr.len(), echo_limits::MAX_ITEMS + 1);
+    assert_eq!(arr[echo_limits::MAX_ITEMS], json!("…"));
+    // A whole huge body that is not an object: its echo is bounded as well.
+    let errs = parse(json!(many)).unwrap_err();
+    assert!(errs.to_body().to_string().len() < 64 << 10);
+    // Short values are echoed unchanged.
+    let e = only_error(json!({"image_url": "ftp://x/y.png"}));
+    assert_eq!(e.input, Some(json!("ftp://x/y.png")));
+}

@@ -74,10 +74,12 @@ fn classify_v4(ip: Ipv4Addr) -> Option<BlockReason> {
         Some(BlockReason::Multicast)
     } else if o[0] >= 240
         || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+        || (o[0] == 192 && o[1] == 88 && o[2] == 99)
         || ip.is_documentation()
         || (o[0] == 198 && (o[1] & 0xfe) == 18)
     {
-        // 240/4, 192.0.0.0/24 (protocol assignments), TEST-NETs, 198.18.0.0/15.
+        // 240/4, 192.0.0.0/24 (protocol assignments), 192.88.99.0/24 (the deprecated 6to4
+        // relay anycast, RFC 7526: it forwards into tunnels), TEST-NETs, 198.18.0.0/15.
         Some(BlockReason::Reserved)
     } else {
         None
@@ -103,13 +105,27 @@ fn classify_v6(ip: Ipv6Addr) -> Option<BlockReason> {
         // Deprecated IPv4-compatible ::a.b.c.d.
         return classify_v4(embedded_v4(s[6], s[7]));
     }
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        // NAT64 64:ff9b::/96.
+    if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        // IPv4-translated ::ffff:0:a.b.c.d (SIIT, RFC 6145).
         return classify_v4(embedded_v4(s[6], s[7]));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        // Well-known NAT64 prefix 64:ff9b::/96 (RFC 6052): judge the IPv4 it reaches.
+        return classify_v4(embedded_v4(s[6], s[7]));
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // Local-use NAT64 64:ff9b:1::/48 (RFC 8215): it translates into the operator's own
+        // networks, and where the IPv4 sits depends on a prefix length we cannot know.
+        return Some(BlockReason::Private);
     }
     if s[0] == 0x2002 {
         // 6to4 2002:a.b.c.d::/48.
         return classify_v4(embedded_v4(s[1], s[2]));
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo 2001::/32 (RFC 4380): a tunnel to the client IPv4 stored inverted in the low
+        // 32 bits. Refused in every case: the far end is not an address we can vet.
+        return classify_v4(embedded_v4(!s[6], !s[7])).or(Some(BlockReason::Reserved));
     }
     if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfec0 {
         // Unique local fc00::/7 and deprecated site-local fec0::/10.
@@ -285,6 +301,43 @@ mod tests {
         assert_eq!(c("64:ff9b::a00:1"), Some(BlockReason::Private));
         assert_eq!(c("2002:a9fe:a9fe::1"), Some(BlockReason::Metadata));
         assert_eq!(c("2606:4700:4700::1111"), None);
+    }
+
+    #[test]
+    fn classifies_translation_and_tunnel_prefixes() {
+        // IPv4-translated ::ffff:0:a.b.c.d.
+        assert_eq!(c("::ffff:0:127.0.0.1"), Some(BlockReason::Loopback));
+        assert_eq!(c("::ffff:0:10.0.0.1"), Some(BlockReason::Private));
+        assert_eq!(c("::ffff:0:169.254.169.254"), Some(BlockReason::Metadata));
+        assert_eq!(c("::ffff:0:8.8.8.8"), None);
+        // Well-known NAT64 prefix: judged by the embedded IPv4.
+        assert_eq!(c("64:ff9b::127.0.0.1"), Some(BlockReason::Loopback));
+        assert_eq!(c("64:ff9b::192.168.0.1"), Some(BlockReason::Private));
+        assert_eq!(c("64:ff9b::169.254.169.254"), Some(BlockReason::Metadata));
+        assert_eq!(c("64:ff9b::8.8.8.8"), None);
+        // Local-use NAT64: never public, whatever it embeds.
+        assert_eq!(c("64:ff9b:1::8.8.8.8"), Some(BlockReason::Private));
+        assert_eq!(c("64:ff9b:1:ffff::a00:1"), Some(BlockReason::Private));
+        assert_eq!(c("64:ff9b:2::8.8.8.8"), None);
+        // Teredo: always refused; an inverted private client address names its class.
+        assert_eq!(
+            c("2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            Some(BlockReason::Reserved)
+        );
+        // client 127.0.0.1 inverted = 80ff:fffe.
+        assert_eq!(
+            c("2001:0:4136:e378::80ff:fffe"),
+            Some(BlockReason::Loopback)
+        );
+        assert_eq!(c("2001:4860::8888"), None);
+        // 6to4 embedding a private IPv4; the 6to4 relay anycast range itself.
+        assert_eq!(c("2002:0a00:0001::1"), Some(BlockReason::Private));
+        assert_eq!(c("2002:7f00:0001::"), Some(BlockReason::Loopback));
+        assert_eq!(c("2002:c0a8:0101:5::1"), Some(BlockReason::Private));
+        assert_eq!(c("2002:0808:0808::1"), None);
+        assert_eq!(c("192.88.99.1"), Some(BlockReason::Reserved));
+        assert_eq!(c("::ffff:192.88.99.1"), Some(BlockReason::Reserved));
+        assert_eq!(c("192.88.98.1"), None);
     }
 
     #[test]

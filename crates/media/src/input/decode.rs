@@ -7,11 +7,33 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ImageInputError;
 
+/// Longest accepted side, in pixels (default of [`DecodeLimits::max_side`]).
+///
+/// 16384 holds every camera and phone image and is about WebP's own limit (16383); with the
+/// 50 Mpx cap and the 8:1 ratio it only binds on panoramas over 16384 × 2048. Together with
+/// the ratio it stops the 1 × 50,000,000 images that pass the pixel cap.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Largest accepted aspect ratio, long side over short side (default of
+/// [`DecodeLimits::max_aspect_ratio`]): images from 1:8 to 8:1 are accepted.
+///
+/// The model's resolution buckets span height/width 0.26–4 (720p: 0.22–4); any image outside
+/// that is resized into the extreme bucket, so its content is squeezed. Up to twice the
+/// extreme bucket's ratio (a 2× squeeze on one axis) still gives a usable video and keeps
+/// long phone panoramas working; beyond that the condition is a smear, and such files are
+/// degenerate or hostile (the resize cost grows with the long side, not with the output).
+pub const MAX_ASPECT_RATIO: u32 = 8;
+
 /// Limits and choices for decoding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DecodeLimits {
     /// Most pixels (width × height) an image may declare (decompression-bomb guard).
     pub max_pixels: u64,
+    /// Longest side an image may declare, in pixels.
+    pub max_side: u32,
+    /// Largest long-side / short-side ratio an image may declare.
+    pub max_aspect_ratio: u32,
     /// Colour transparent pixels are composited over (RGB).
     pub background: [u8; 3],
 }
@@ -20,9 +42,43 @@ impl Default for DecodeLimits {
     fn default() -> Self {
         Self {
             max_pixels: 50_000_000,
+            max_side: MAX_SIDE,
+            max_aspect_ratio: MAX_ASPECT_RATIO,
             background: [255, 255, 255],
         }
     }
+}
+
+/// Refuses declared sizes over the pixel cap, the side limit or the aspect-ratio limit
+/// (checked from the header, before any pixel is decoded).
+fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), ImageInputError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(ImageInputError::ImageTooLarge {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    if pixels == 0 {
+        return Err(ImageInputError::Corrupt("the image has no pixels".into()));
+    }
+    if width.max(height) > limits.max_side {
+        return Err(ImageInputError::SideTooLong {
+            width,
+            height,
+            max_side: limits.max_side,
+        });
+    }
+    let (long, short) = (width.max(height), width.min(height));
+    if u64::from(long) > u64::from(short) * u64::from(limits.max_aspect_ratio) {
+        return Err(ImageInputError::AspectRatio {
+            width,
+            height,
+            max_ratio: limits.max_aspect_ratio,
+        });
+    }
+    Ok(())
 }
 
 /// A decoded image: RGB8, row-major, upright.
@@ -67,17 +123,7 @@ pub fn decode_image(
         .map_err(|e| map_error(e, None, limits))?;
 
     let (width, height) = decoder.dimensions();
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels {
-        return Err(ImageInputError::ImageTooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    if pixels == 0 {
-        return Err(ImageInputError::Corrupt("the image has no pixels".into()));
-    }
+    check_dimensions(width, height, limits)?;
     let orientation = decoder.orientation().ok();
     let mut img = DynamicImage::from_decoder(decoder)
         .map_err(|e| map_error(e, Some((width, height)), limits))?;

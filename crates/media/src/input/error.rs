@@ -91,6 +91,28 @@ pub enum ImageInputError {
         /// The pixel cap.
         max_pixels: u64,
     },
+    /// A side is longer than the side limit.
+    #[error("image is {width}x{height} pixels; no side may be longer than {max_side} pixels")]
+    SideTooLong {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The side limit.
+        max_side: u32,
+    },
+    /// Too narrow or too wide.
+    #[error(
+        "image is {width}x{height} pixels; its aspect ratio must be between 1:{max_ratio} and {max_ratio}:1"
+    )]
+    AspectRatio {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The largest long-side / short-side ratio.
+        max_ratio: u32,
+    },
     /// The file is damaged or cannot be decoded.
     #[error("image could not be decoded: {0}")]
     Corrupt(String),
@@ -138,7 +160,8 @@ impl ImageInputError {
             | HttpStatus { .. }
             | LocalFile(_) => "file_download_error",
             FileTooLarge { .. } => "file_too_large",
-            ImageTooLarge { .. } => "image_too_large",
+            ImageTooLarge { .. } | SideTooLong { .. } => "image_too_large",
+            AspectRatio { .. } => "value_error",
             Empty | UnsupportedFormat { .. } | Corrupt(_) => "image_load_error",
         }
     }
@@ -156,6 +179,12 @@ impl ImageInputError {
             }
             ImageInputError::ImageTooLarge { max_pixels, .. } => {
                 Some(serde_json::json!({ "max_pixels": max_pixels }))
+            }
+            ImageInputError::SideTooLong { max_side, .. } => {
+                Some(serde_json::json!({ "max_height": max_side, "max_width": max_side }))
+            }
+            ImageInputError::AspectRatio { max_ratio, .. } => {
+                Some(serde_json::json!({ "max_aspect_ratio": max_ratio }))
             }
             ImageInputError::HttpStatus { status } => {
                 Some(serde_json::json!({ "status_code": status }))

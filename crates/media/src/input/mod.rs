@@ -10,7 +10,7 @@ mod resolve;
 
 pub use address::{classify, AddressPolicy, BlockReason, IpRange, IpRangeParseError};
 pub use data_uri::{is_data_uri, parse_data_uri, DataUri};
-pub use decode::{decode_image, DecodeLimits, DecodedImage};
+pub use decode::{decode_image, DecodeLimits, DecodedImage, MAX_ASPECT_RATIO, MAX_SIDE};
 pub use error::{ImageInputError, ValidationDetail, IMAGE_URL_FIELD};
 pub use loader::{ClientBuildError, FetchedImage, ImageInputConfig, ImageLoader, LocalFiles};
 pub use resolve::{BoxFuture, HostResolver, StaticResolver, SystemResolver};
