@@ -3,6 +3,8 @@
 # time budget: runs a prebuilt `cuda` binary (scripts/build-gpu-binary.sh makes it here; carry
 # target/gpu/longcat) and writes everything under $OUT (default ./gpu-check-out):
 #   env.txt          GPU, driver, libraries found
+#   goldens-f32.txt  every golden on CUDA in f32, judged at the CPU tolerances
+#   goldens-bf16.txt every golden on CUDA in bf16, each tensor's drift reported
 #   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
 #                    reference on random inputs, then their times at the official shapes
 # A short table is printed last. Exit status: non-zero if any check failed.
@@ -48,8 +50,15 @@ if [ ! -x "$BIN" ]; then
   exit 2
 fi
 
-timeout 420 "$BIN" gpu-check --reps 10 >"$OUT/kernels.txt" 2>&1 || status=1
+GOLDENS="${LONGCAT_GOLDENS:-target/gpu/goldens}"
+[ -d "$GOLDENS" ] || GOLDENS=../shared/goldens
+timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda >"$OUT/goldens-f32.txt" 2>&1 || status=1
+timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda --dtype bf16 \
+  >"$OUT/goldens-bf16.txt" 2>&1 || status=1
+timeout 240 "$BIN" gpu-check --reps 10 >"$OUT/kernels.txt" 2>&1 || status=1
 
 echo "== summary"
+tail -n 1 "$OUT/goldens-f32.txt" "$OUT/goldens-bf16.txt"
+grep -h '^FAIL' "$OUT/goldens-f32.txt" | head -n 20
 grep -E '^(PASS|FAIL|TIME)|gpu-check:|error' "$OUT/kernels.txt"
 exit $status
