@@ -5,6 +5,8 @@
 #   env.txt          GPU, driver, libraries found
 #   goldens-f32.txt  every golden on CUDA in f32, judged at the CPU tolerances
 #   goldens-bf16.txt every golden on CUDA in bf16, each tensor's drift reported
+#   dit.txt          the full-size DiT: one stage-1 and one refinement step, TFLOP/s, peak
+#                    GPU memory (nvidia-smi every 200 ms)
 #   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
 #                    reference on random inputs, then their times at the official shapes
 # A short table is printed last. Exit status: non-zero if any check failed.
@@ -55,10 +57,28 @@ GOLDENS="${LONGCAT_GOLDENS:-target/gpu/goldens}"
 timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda >"$OUT/goldens-f32.txt" 2>&1 || status=1
 timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda --dtype bf16 \
   >"$OUT/goldens-bf16.txt" 2>&1 || status=1
-timeout 240 "$BIN" gpu-check --reps 10 >"$OUT/kernels.txt" 2>&1 || status=1
+timeout 120 "$BIN" gpu-check --only attention,bsa --reps 10 >"$OUT/kernels.txt" 2>&1 || status=1
+
+# Peak GPU memory of a command: nvidia-smi sampled every 200 ms (the driver's view: what the
+# process holds, including allocator caches).
+with_peak_memory() {
+  local log="$1"
+  shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$log" 2>/dev/null &
+  local poll=$!
+  "$@"
+  local rc=$?
+  kill "$poll" 2>/dev/null
+  wait "$poll" 2>/dev/null
+  echo "peak GPU memory: $(sort -n "$log" | tail -n 1) MiB"
+  return $rc
+}
+with_peak_memory "$OUT/dit-memory.log" timeout 240 "$BIN" gpu-check --only dit \
+  >"$OUT/dit.txt" 2>&1 || status=1
+sort -n "$OUT/dit-memory.log" | tail -n 1 | sed 's/^/peak GPU MiB (dit): /' >>"$OUT/dit.txt"
 
 echo "== summary"
 tail -n 1 "$OUT/goldens-f32.txt" "$OUT/goldens-bf16.txt"
 grep -h '^FAIL' "$OUT/goldens-f32.txt" | head -n 20
-grep -E '^(PASS|FAIL|TIME)|gpu-check:|error' "$OUT/kernels.txt"
+grep -hE '^(PASS|FAIL|TIME|DiT|peak)|gpu-check:|error' "$OUT/kernels.txt" "$OUT/dit.txt"
 exit $status

@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, ValueEnum};
 use longcat_model::attention::{self, Kernel};
+use longcat_model::bsa::BsaParams;
+use longcat_model::dit::{DitConfig, LongCatDit, TextInput};
 
 /// Relative error a bf16 kernel may show against the f32 reference (bf16 operands land
 /// between 1e-3 and 1e-2; the probabilities are rounded to bf16 before P·V).
@@ -36,6 +38,9 @@ pub enum Section {
     Attention,
     /// Block-sparse attention: ragged and empty selections, then the refinement shape.
     Bsa,
+    /// The full-size DiT (48 blocks, random bf16 weights drawn on the GPU): one stage-1 step
+    /// (480x832, 93 frames, batch 2 for CFG) and one refinement step (704x1280, BSA 0.9375).
+    Dit,
 }
 
 /// Runs the check; fails if any correctness check fails.
@@ -52,6 +57,9 @@ pub fn run(args: GpuCheckArgs) -> Result<std::process::ExitCode> {
     if all || args.only.contains(&Section::Bsa) {
         failures += check_block_sparse(&dev)?;
         time_block_sparse(&dev, args.reps)?;
+    }
+    if all || args.only.contains(&Section::Dit) {
+        time_dit(&dev)?;
     }
     println!("gpu-check: {failures} correctness failures");
     Ok(if failures == 0 {
@@ -294,4 +302,157 @@ fn time_block_sparse(dev: &Device, reps: usize) -> Result<()> {
         flops / secs / 1e12
     );
     Ok(())
+}
+
+/// The official DiT config (`dit/config.json` of LongCat-Video).
+fn official_dit_config() -> Result<DitConfig> {
+    Ok(DitConfig::from_value(&serde_json::json!({
+        "in_channels": 16, "out_channels": 16, "hidden_size": 4096, "depth": 48,
+        "num_heads": 32, "caption_channels": 4096, "mlp_ratio": 4, "adaln_tembed_dim": 512,
+        "frequency_embedding_size": 256, "patch_size": [1, 2, 2], "text_tokens_zero_pad": true,
+    }))?)
+}
+
+/// Matmul and attention FLOPs of one DiT forward.
+///
+/// Per block, with n tokens, c = 4096, f the FFN width, l text tokens:
+/// 2nc²·4 (qkv, out) + 2nc²·2 (cross q, out) + 2lc²·2 (cross k, v) + 2ncf·3 (SwiGLU)
+/// + 4nlc (cross attention) + 4c·Σ keys attended per query row (self attention: n² dense;
+/// with BSA 64·(Nc·kc + Nn·kn) per query row block, k = ⌊(1−s)·key blocks⌋ per call).
+fn dit_forward_flops(cfg: &DitConfig, n: usize, l: usize, attended: f64) -> f64 {
+    let (n, c, f, l) = (
+        n as f64,
+        cfg.hidden_size as f64,
+        cfg.ffn_hidden() as f64,
+        l as f64,
+    );
+    let per_block = 2.0 * n * c * c * 4.0
+        + 2.0 * n * c * c * 2.0
+        + 2.0 * l * c * c * 2.0
+        + 2.0 * n * c * f * 3.0
+        + 4.0 * n * l * c
+        + 4.0 * c * attended;
+    per_block * cfg.depth as f64
+}
+
+/// Seconds of one synchronised forward (after one warm-up forward).
+fn time_forward(dev: &Device, f: impl Fn() -> Result<Tensor>) -> Result<f64> {
+    drop(f()?);
+    dev.synchronize()?;
+    let start = Instant::now();
+    let out = f()?;
+    dev.synchronize()?;
+    let secs = start.elapsed().as_secs_f64();
+    let finite = out
+        .to_dtype(DType::F32)?
+        .abs()?
+        .max_keepdim(0)?
+        .flatten_all()?
+        .max(0)?
+        .to_scalar::<f32>()?
+        .is_finite();
+    if !finite {
+        bail!("the DiT output has NaN or infinite values");
+    }
+    Ok(secs)
+}
+
+fn report_step(name: &str, secs: f64, flops: f64) {
+    println!(
+        "TIME {name}: {secs:.2} s per step, {:.2} PFLOP, {:.0} TFLOP/s achieved",
+        flops / 1e15,
+        flops / secs / 1e12
+    );
+}
+
+fn time_dit(dev: &Device) -> Result<()> {
+    let cfg = official_dit_config()?;
+    let build = Instant::now();
+    let mut dit = LongCatDit::random_on_device(cfg.clone(), dev, DType::BF16)?;
+    dev.synchronize()?;
+    println!(
+        "DiT: 48 blocks, random bf16 weights drawn on the GPU in {:.1} s",
+        build.elapsed().as_secs_f64()
+    );
+    let text_len = 512;
+    let text = |b: usize| -> Result<(Tensor, Tensor)> {
+        let y = Tensor::randn(0f32, 1.0, (b, 1, text_len, 4096), dev)?.to_dtype(DType::BF16)?;
+        // Official prompts are padded to 512 tokens; a typical prompt uses ~100 of them.
+        let mask: Vec<i64> = (0..b * text_len)
+            .map(|i| i64::from(i % text_len < 100))
+            .collect();
+        Ok((y, Tensor::from_vec(mask, (b, text_len), dev)?))
+    };
+
+    // Stage 1: 480x832, 93 frames -> latent 24x60x104, 37,440 tokens; batch 2 (CFG), one
+    // condition latent (the image).
+    let (t, h, w) = (24, 60, 104);
+    let n = t * h * w / 4;
+    let x = Tensor::randn(0f32, 1.0, (2, 16, t, h, w), dev)?.to_dtype(DType::BF16)?;
+    let ts = Tensor::new(&[700f32, 700.0], dev)?;
+    let (y, mask) = text(2)?;
+    let secs = time_forward(dev, || {
+        let text = TextInput {
+            states: &y,
+            mask: Some(&mask),
+        };
+        Ok(dit.forward(&x, &ts, text, 1)?)
+    })?;
+    let flops = 2.0 * dit_forward_flops(&cfg, n, text_len, (n * n) as f64);
+    report_step("stage-1 step 480x832 93f batch 2 (CFG)", secs, flops);
+    drop((x, y, mask));
+
+    // Refinement: 704x1280, 4 condition + 48 noise latents -> 52x88x160 latent, 183,040
+    // tokens; BSA 0.9375 with 4x4x4 blocks; no CFG.
+    let (t, h, w, cond) = (52, 88, 160, 4);
+    let n = t * h * w / 4;
+    let per_frame = h * w / 4;
+    let (nc, nn) = (cond * per_frame, (t - cond) * per_frame);
+    let keep = |blocks: usize| (blocks as f64 * (1.0 - 0.9375)).floor();
+    let attended = 64.0 * (nc as f64 * keep(nc / 64) + nn as f64 * keep(n / 64));
+    dit.enable_bsa(BsaParams {
+        sparsity: Some(0.9375),
+        cdf_threshold: None,
+        chunk_3d_shape_q: [4, 4, 4],
+        chunk_3d_shape_k: [4, 4, 4],
+    });
+    let x = Tensor::randn(0f32, 1.0, (1, 16, t, h, w), dev)?.to_dtype(DType::BF16)?;
+    let steps: Vec<f32> = (0..t).map(|i| if i < cond { 0.0 } else { 500.0 }).collect();
+    let ts = Tensor::from_vec(steps, (1, t), dev)?;
+    let (y, mask) = text(1)?;
+    let secs = time_forward(dev, || {
+        let text = TextInput {
+            states: &y,
+            mask: Some(&mask),
+        };
+        Ok(dit.forward(&x, &ts, text, cond)?)
+    })?;
+    let flops = dit_forward_flops(&cfg, n, text_len, attended);
+    report_step(
+        "refinement step 704x1280 52 latents BSA 0.9375",
+        secs,
+        flops,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The FLOP counts match the spec's (shared/spec/longcat-model.md §9): 1.92 PF per batch
+    /// item at stage 1, 5.74 PF for a refinement forward with BSA 0.9375.
+    #[test]
+    fn flop_counts_match_the_spec() {
+        let cfg = official_dit_config().unwrap();
+        let n = 24 * 60 * 104 / 4;
+        let stage1 = dit_forward_flops(&cfg, n, 512, (n * n) as f64);
+        assert!((stage1 / 1.92e15 - 1.0).abs() < 0.03, "{stage1:e}");
+
+        let (n, per_frame) = (52 * 88 * 160 / 4, 88 * 160 / 4);
+        let (nc, nn) = (4 * per_frame, 48 * per_frame);
+        let attended = 64.0 * (nc as f64 * 13.0 + nn as f64 * 178.0);
+        let refine = dit_forward_flops(&cfg, n, 512, attended);
+        assert!((refine / 5.74e15 - 1.0).abs() < 0.03, "{refine:e}");
+    }
 }
