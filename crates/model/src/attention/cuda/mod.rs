@@ -310,3 +310,23 @@ impl CustomOp3 for FlashOp {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// NVRTC compiles the kernel for every head size (no GPU needed, only libnvrtc), and the
+    /// PTX uses the tensor-core and async-copy instructions the design relies on.
+    #[test]
+    fn kernel_compiles_with_nvrtc() {
+        for arch in ["sm_80", "sm_90"] {
+            for d in HEAD_DIMS {
+                let ptx = compile_for(arch, d).unwrap();
+                assert!(ptx.contains(FUNCTION), "{arch} d{d}");
+                for instr in ["mma.sync.aligned.m16n8k16", "ldmatrix", "cp.async", "ex2.approx"] {
+                    assert!(ptx.contains(instr), "{arch} d{d}: no {instr}");
+                }
+            }
+        }
+    }
+}
