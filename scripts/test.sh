@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, then checks formatting, runs every Rust test
-# (unit, parity against ../shared/goldens, media, API, job store on SQLite and Postgres),
-# the golden check CLI, and the system tests (official fal clients, crash test).
+# (unit, parity against $LONGCAT_GOLDENS (default ../shared/goldens), media, API, job store on
+# SQLite and Postgres), clippy with warnings as errors,
+# the golden check CLI, and the system tests (official fal clients, crash, workers, panic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -10,6 +11,7 @@ GOLDENS="${LONGCAT_GOLDENS:-$(pwd)/../shared/goldens}"
 export LONGCAT_GOLDENS="$GOLDENS"
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 # Rust tests. The job store's Postgres tests need a server: the suite runs under a throwaway
 # local one (scripts/with-postgres.sh installs and starts it). Where none can be started (exit
 # 75) it runs without, and those tests skip themselves. LONGCAT_TEST_POSTGRES=0 skips them;
@@ -29,8 +31,12 @@ fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
-# Python and JS fal clients, a kill -9 crash/restart test, and separate `longcat worker`
-# processes sharing the job database.
+# Python and JS fal clients, a kill -9 crash/restart test, separate `longcat worker`
+# processes sharing the job database (webhook signatures checked against the server's JWKS),
+# and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
-python3 tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+# The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
+# scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
+tests/clients/.venv/bin/python tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+python3 tests/system/panic_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"

@@ -20,9 +20,10 @@ def free_port():
 class Server:
     """A `longcat serve` process with its own database and storage under `workdir`."""
 
-    def __init__(self, binary, workdir, port, key, extra=()):
+    def __init__(self, binary, workdir, port, key, extra=(), cwd=None, env=None):
         self.binary, self.workdir, self.port, self.key = binary, workdir, port, key
         self.extra = list(extra)
+        self.cwd, self.env = cwd, env
         self.proc = None
         self.base = "http://127.0.0.1:%d" % port
 
@@ -34,7 +35,7 @@ class Server:
              "--database-url", "sqlite://" + os.path.join(self.workdir, "longcat.db"),
              "--storage", os.path.join(self.workdir, "files"),
              "--api-key", self.key] + self.extra,
-            stdout=log, stderr=subprocess.STDOUT)
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -62,7 +62,7 @@ pub enum BenchCommand {
         reps: usize,
     },
     /// VAE decode time (full width, random weights, CPU f32) of a small latent: the shape the
-    /// PyTorch reference (`py_vae.py`) times.
+    /// PyTorch reference (`py_vae.py`) times; with peak RSS.
     Vae {
         /// Latent T H W.
         #[arg(long, num_args = 3, default_values_t = [2, 8, 8])]
@@ -70,6 +70,12 @@ pub enum BenchCommand {
         /// Timed repetitions (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Spatial tiling `TILE[,OVERLAP]` in latent pixels (default: none, whole frames).
+        #[arg(long, value_name = "TILE[,OVERLAP]")]
+        tile: Option<longcat_model::vae::VaeTiling>,
+        /// Time the encode of the matching video `[1, 3, 1 + 4(T-1), 8H, 8W]` instead.
+        #[arg(long)]
+        encode: bool,
     },
     /// Each heavy op once at the official shapes (CPU f32, reduced only in heads or layers),
     /// with time and peak RSS.
@@ -250,12 +256,17 @@ pub fn run(command: BenchCommand) -> Result<()> {
             head_dim,
             reps,
         } => attn::bench_dense(tokens, heads, head_dim, reps),
-        BenchCommand::Vae { latent, reps } => {
+        BenchCommand::Vae {
+            latent,
+            reps,
+            tile,
+            encode,
+        } => {
             let latent: [usize; 3] = match latent.try_into() {
                 Ok(l) => l,
                 Err(_) => bail!("--latent takes three numbers"),
             };
-            vae::bench_decode(latent, reps)
+            vae::bench_pass(latent, reps, tile, encode)
         }
         BenchCommand::Shapes { only } => {
             let all = [

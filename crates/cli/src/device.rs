@@ -16,6 +16,13 @@ pub const TEXT_ENCODER_HELP: &str =
      job; a no-op on the CPU device) or reload (dropped after encoding, re-read from the \
      memory-mapped checkpoint for the next job). See docs/memory.md";
 
+/// Help text shared by the commands that take `--vae-tiling`.
+pub const VAE_TILING_HELP: &str =
+    "Spatial tiling of VAE encode and decode, TILE[,OVERLAP] in latent pixels (8 video pixels \
+     each; OVERLAP defaults to TILE/4), e.g. 32,8. Off by default (whole frames, as the \
+     official code). Bounds the VAE's memory by the tile instead of the frame; the output \
+     differs slightly from the untiled decode near tile borders. See docs/vae.md";
+
 /// Parses `resident`, `offload` or `reload`.
 pub fn parse_text_encoder(spec: &str) -> Result<TextEncoderPolicy> {
     spec.parse::<TextEncoderPolicy>()

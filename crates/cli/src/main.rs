@@ -72,3 +72,60 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args).unwrap().command
+    }
+
+    /// A split deployment (`serve --workers 0` + `worker`, both on their defaults) signs
+    /// with the key the server publishes, with the same lease and switches.
+    #[test]
+    fn serve_and_worker_resolve_the_same_worker_defaults() {
+        let Command::Serve(serve) = parse(&["longcat", "serve", "--workers", "0"]) else {
+            unreachable!()
+        };
+        let Command::Worker(worker) = parse(&["longcat", "worker"]) else {
+            unreachable!()
+        };
+        let server = serve::resolve(*serve).unwrap();
+        let worker = worker_cmd::settings(&worker).unwrap();
+        assert_eq!(
+            server.webhook_key_file.as_deref(),
+            Some(worker.webhook_key_file.as_path())
+        );
+        assert_eq!(server.lease, worker.lease);
+        assert_eq!(server.database_url, worker.database_url);
+        assert_eq!(server.storage, worker.storage);
+        assert_eq!(
+            server.allow_private_webhooks,
+            worker.allow_private_webhook_urls
+        );
+        assert_eq!(
+            server.allow_private_image_urls,
+            worker.allow_private_image_urls
+        );
+        assert_eq!(worker, longcat_worker::WorkerSettings::default());
+    }
+
+    /// Both commands take the same boolean forms, including turning a switch off.
+    #[test]
+    fn both_commands_take_the_private_webhook_switch() {
+        for cmd in ["serve", "worker"] {
+            for (arg, want) in [
+                ("--allow-private-webhook-urls", true),
+                ("--allow-private-webhook-urls=false", false),
+            ] {
+                let got = match parse(&["longcat", cmd, arg]) {
+                    Command::Serve(s) => s.worker_layer().allow_private_webhook_urls,
+                    Command::Worker(w) => w.worker.allow_private_webhook_urls,
+                    _ => unreachable!(),
+                };
+                assert_eq!(got, Some(want), "{cmd} {arg}");
+            }
+        }
+    }
+}

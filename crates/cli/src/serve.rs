@@ -8,9 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use longcat_model::vae::VaeTiling;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
+use longcat_worker::{WorkerLayer, WorkerSettings};
 use serde::Deserialize;
 
 /// Flags of `longcat serve`.
@@ -30,27 +32,6 @@ pub struct ServeArgs {
     /// Port [default: 8080; 0 picks a free port].
     #[arg(long, env = "LONGCAT_PORT")]
     port: Option<u16>,
-    /// Externally visible base URL used in returned URLs [default: from each request's Host].
-    #[arg(long, env = "LONGCAT_PUBLIC_URL", value_name = "URL")]
-    public_url: Option<String>,
-    /// LongCat-Video checkpoint directory [default: the built-in tiny random model, output is noise].
-    #[arg(long, env = "LONGCAT_WEIGHTS", value_name = "DIR")]
-    weights: Option<PathBuf>,
-    /// Where the model runs [default: auto].
-    #[arg(long, env = "LONGCAT_DEVICE", value_name = "DEVICE", long_help = crate::device::DEVICE_HELP)]
-    device: Option<String>,
-    /// Where the text encoder stays between jobs: resident, offload or reload [default: offload].
-    #[arg(long, env = "LONGCAT_TEXT_ENCODER", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
-    text_encoder: Option<TextEncoderPolicy>,
-    /// In-process workers (0 = only serve; run jobs with `longcat worker`) [default: 1].
-    #[arg(long, env = "LONGCAT_WORKERS")]
-    workers: Option<usize>,
-    /// Output/upload storage: a directory or s3://bucket/prefix (AWS_* env) [default: ./data/files].
-    #[arg(long, env = "LONGCAT_STORAGE", value_name = "DIR|s3://…")]
-    storage: Option<String>,
-    /// Job store [default: sqlite://./data/longcat.db]; postgres://… for several servers.
-    #[arg(long, env = "LONGCAT_DATABASE_URL", value_name = "URL")]
-    database_url: Option<String>,
     /// Accepted API key (repeatable; comma-separated in the env var). Kept only as a SHA-256.
     #[arg(
         long = "api-key",
@@ -59,24 +40,59 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     api_keys: Vec<String>,
-    /// File of accepted keys, one `[name:]<sha256 hex>` per line (see --hash-key).
+    /// File of accepted keys, one `[name:]<sha256 hex>[ admin]` per line (see --hash-key).
     #[arg(long, env = "LONGCAT_API_KEYS_FILE", value_name = "FILE")]
     api_keys_file: Option<PathBuf>,
+    /// Accepted admin key: sees and cancels every key's jobs and usage (repeatable;
+    /// comma-separated in the env var). Kept only as a SHA-256.
+    #[arg(
+        long = "admin-key",
+        env = "LONGCAT_ADMIN_KEYS",
+        value_delimiter = ',',
+        value_name = "KEY"
+    )]
+    admin_keys: Vec<String>,
+    /// Build returned URLs from X-Forwarded-Host / X-Forwarded-Proto (only behind a proxy
+    /// that sets them) when --public-url is unset; `=false` turns off a `true` from the
+    /// config file [default: false].
+    #[arg(long, env = "LONGCAT_TRUST_FORWARDED_HEADERS", value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    trust_forwarded_headers: Option<bool>,
+    /// Hosts (`name` or `name:port`) accepted for returned URLs when --public-url is unset,
+    /// besides loopback and the bound address (repeatable; comma-separated in the env var).
+    #[arg(
+        long = "allowed-hosts",
+        env = "LONGCAT_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allowed_hosts: Vec<String>,
+    /// Seconds a client has to send a request's headers; also closes idle keep-alive
+    /// connections [default: 30].
+    #[arg(
+        long,
+        env = "LONGCAT_HEADER_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    header_read_timeout_seconds: Option<f64>,
+    /// Seconds a client has to send a request's body [default: 300].
+    #[arg(
+        long,
+        env = "LONGCAT_BODY_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS"
+    )]
+    body_read_timeout_seconds: Option<f64>,
+    /// Largest request body in bytes; a larger Content-Length is a 413 before reading
+    /// [default: 104857600].
+    #[arg(long, env = "LONGCAT_MAX_BODY_BYTES", value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Bodies over 1 MiB (or of unknown length) read at once; others wait [default: 4].
+    #[arg(long, env = "LONGCAT_MAX_LARGE_BODIES", value_name = "N")]
+    max_large_bodies: Option<usize>,
     /// Answer 429 once this many jobs are queued [default: 0 = no limit].
     #[arg(long, env = "LONGCAT_MAX_QUEUE_DEPTH")]
     max_queue_depth: Option<u64>,
-    /// Ed25519 webhook signing key file, created if missing [default: ./data/webhook-signing.key].
-    #[arg(long, env = "LONGCAT_WEBHOOK_KEY_FILE", value_name = "FILE")]
-    webhook_key_file: Option<PathBuf>,
-    /// Let image_url reach private/loopback addresses (tests, trusted networks only).
-    #[arg(long, env = "LONGCAT_ALLOW_PRIVATE_IMAGE_URLS")]
-    allow_private_image_urls: bool,
-    /// Let fal_webhook targets be private/loopback addresses (tests, trusted networks only).
-    #[arg(long, env = "LONGCAT_ALLOW_PRIVATE_WEBHOOK_URLS")]
-    allow_private_webhook_urls: bool,
-    /// Worker lease in seconds: a job whose worker stops heartbeating is requeued after it [default: 30].
-    #[arg(long, env = "LONGCAT_LEASE_SECONDS", value_name = "SECONDS")]
-    lease_seconds: Option<f64>,
     /// Delete finished jobs (records and output files) and uploads older than this many
     /// hours; usage records stay [default: 0 = keep everything].
     #[arg(long, env = "LONGCAT_RETENTION_HOURS", value_name = "HOURS")]
@@ -84,30 +100,62 @@ pub struct ServeArgs {
     /// Print the SHA-256 of KEY for an API keys file and exit.
     #[arg(long, value_name = "KEY")]
     hash_key: Option<String>,
+    /// The settings shared with `longcat worker`.
+    #[command(flatten)]
+    worker: WorkerLayer,
 }
 
-/// The `--config` file.
+impl ServeArgs {
+    /// The worker settings given as flags or environment variables.
+    #[cfg(test)]
+    pub(crate) fn worker_layer(&self) -> &WorkerLayer {
+        &self.worker
+    }
+}
+
+/// The `--config` file (read by `serve` and by `worker`, which uses only the worker keys).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
+pub(crate) struct FileConfig {
     bind: Option<IpAddr>,
     port: Option<u16>,
-    public_url: Option<String>,
-    weights: Option<PathBuf>,
-    device: Option<String>,
-    text_encoder: Option<String>,
-    workers: Option<usize>,
-    storage: Option<String>,
-    database_url: Option<String>,
     /// SHA-256 hex digests, `[name:]<hex>` (plain keys are not accepted in files).
     api_key_hashes: Option<Vec<String>>,
     api_keys_file: Option<PathBuf>,
+    /// Admin keys as SHA-256 hex digests, `[name:]<hex>`.
+    admin_key_hashes: Option<Vec<String>>,
+    trust_forwarded_headers: Option<bool>,
+    allowed_hosts: Option<Vec<String>>,
+    header_read_timeout_seconds: Option<f64>,
+    body_read_timeout_seconds: Option<f64>,
+    max_body_bytes: Option<usize>,
+    max_large_bodies: Option<usize>,
     max_queue_depth: Option<u64>,
-    webhook_key_file: Option<PathBuf>,
-    allow_private_image_urls: Option<bool>,
-    allow_private_webhook_urls: Option<bool>,
-    lease_seconds: Option<f64>,
     retention_hours: Option<f64>,
+    /// The settings shared with `longcat worker`.
+    #[serde(flatten)]
+    pub(crate) worker: WorkerLayer,
+    /// Anything else: refused (a misspelt key must not be ignored silently).
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, toml::Value>,
+}
+
+/// Reads the TOML `--config` file (none: every key unset).
+pub(crate) fn read_config_file(path: Option<&std::path::Path>) -> Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: FileConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if !file.unknown.is_empty() {
+        bail!(
+            "{}: unknown key(s) {:?}",
+            path.display(),
+            file.unknown.keys().collect::<Vec<_>>()
+        );
+    }
+    Ok(file)
 }
 
 /// Runs `longcat serve`.
@@ -117,6 +165,7 @@ pub fn run(args: ServeArgs) -> Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::SUCCESS);
     }
     let config = resolve(args)?;
+    create_dirs(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -157,15 +206,9 @@ async fn shutdown_signal() {
 }
 
 /// Merges flags/env, the config file and the defaults.
-fn resolve(args: ServeArgs) -> Result<ServerConfig> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
+pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
+    let file = read_config_file(args.config.as_deref())?;
+    let settings = WorkerSettings::resolve(&args.worker, &file.worker)?;
     let defaults = ServerConfig::default();
     let mut api_keys: Vec<ApiKey> = args
         .api_keys
@@ -178,27 +221,40 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     if let Some(path) = args.api_keys_file.as_ref().or(file.api_keys_file.as_ref()) {
         api_keys.extend(read_keys_file(path)?);
     }
-    let workers = args.workers.or(file.workers).unwrap_or(1);
-    let weights = args.weights.or(file.weights);
-    let (spawn_workers, model) = if workers > 0 {
-        let device = args.device.or(file.device).unwrap_or_else(|| "auto".into());
-        let text_encoder = match (args.text_encoder, &file.text_encoder) {
-            (Some(p), _) => p,
-            (None, Some(s)) => {
-                crate::device::parse_text_encoder(s).context("text_encoder in the --config file")?
-            }
-            (None, None) => TextEncoderPolicy::default(),
-        };
-        let generator = load_generator(weights, &device, text_encoder)?;
+    api_keys.extend(
+        args.admin_keys
+            .iter()
+            .map(|k| ApiKey::from_plain(k).into_admin()),
+    );
+    for entry in file.admin_key_hashes.iter().flatten() {
+        let keys = longcat_server::config::parse_keys_file(entry)?;
+        api_keys.extend(keys.into_iter().map(ApiKey::into_admin));
+    }
+    let (spawn_workers, model) = if settings.workers > 0 {
+        let generator = load_generator(
+            settings.weights.clone(),
+            &settings.device,
+            settings.text_encoder,
+            settings.vae_tiling,
+        )?;
         let model = generator.info();
+        let shared = settings.clone();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
+                // The server filled in its address, lease and signing key; the rest of the
+                // shared settings (secret, encoder, grace) come from here.
+                let mut config = ctx.config;
+                let public_url = config.public_base_url.clone();
+                let signing_key = config.webhook.signing_key.clone();
+                shared.apply(&mut config);
+                config.public_base_url = public_url;
+                config.webhook.signing_key = signing_key;
                 let pool = longcat_worker::WorkerPool::spawn(
-                    workers,
+                    shared.workers,
                     ctx.store,
                     ctx.storage,
                     generator.clone(),
-                    ctx.config,
+                    config,
                 );
                 Box::new(Pool(pool)) as Box<dyn longcat_server::Workers>
             });
@@ -206,47 +262,66 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     } else {
         (None, None)
     };
-    let lease = match args.lease_seconds.or(file.lease_seconds) {
-        Some(s) if s.is_finite() && s > 0.0 => std::time::Duration::from_secs_f64(s),
-        Some(s) => bail!("--lease-seconds must be positive, got {s}"),
-        None => defaults.lease,
-    };
     let retention = match args.retention_hours.or(file.retention_hours) {
         None => None,
         Some(0.0) => None,
         Some(h) if h.is_finite() && h > 0.0 => Some(std::time::Duration::from_secs_f64(h * 3600.0)),
         Some(h) => bail!("--retention-hours must be 0 (keep everything) or positive, got {h}"),
     };
+    let seconds = |flag: &str, value: Option<f64>, default: std::time::Duration| match value {
+        Some(s) if s.is_finite() && s > 0.0 => Ok(std::time::Duration::from_secs_f64(s)),
+        Some(s) => bail!("--{flag} must be positive, got {s}"),
+        None => Ok(default),
+    };
+    let header_read_timeout = seconds(
+        "header-read-timeout-seconds",
+        args.header_read_timeout_seconds
+            .or(file.header_read_timeout_seconds),
+        defaults.header_read_timeout,
+    )?;
+    let body_read_timeout = seconds(
+        "body-read-timeout-seconds",
+        args.body_read_timeout_seconds
+            .or(file.body_read_timeout_seconds),
+        defaults.body_read_timeout,
+    )?;
+    let max_large_bodies = match args.max_large_bodies.or(file.max_large_bodies) {
+        Some(0) => bail!("--max-large-bodies must be at least 1"),
+        Some(n) => n,
+        None => defaults.max_large_bodies,
+    };
+    let mut allowed_hosts = args.allowed_hosts;
+    allowed_hosts.extend(file.allowed_hosts.into_iter().flatten());
     let config = ServerConfig {
         bind: args.bind.or(file.bind).unwrap_or(defaults.bind),
+        trust_forwarded_headers: args
+            .trust_forwarded_headers
+            .or(file.trust_forwarded_headers)
+            .unwrap_or(false),
+        allowed_hosts,
+        header_read_timeout,
+        body_read_timeout,
+        max_large_bodies,
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes),
         port: args.port.or(file.port).unwrap_or(defaults.port),
-        public_url: args.public_url.or(file.public_url),
-        database_url: args
-            .database_url
-            .or(file.database_url)
-            .unwrap_or(defaults.database_url.clone()),
-        storage: args
-            .storage
-            .or(file.storage)
-            .unwrap_or(defaults.storage.clone()),
+        public_url: settings.public_url.clone(),
+        database_url: settings.database_url.clone(),
+        storage: settings.storage.clone(),
         spawn_workers,
         model,
         api_keys,
-        allow_private_image_urls: args.allow_private_image_urls
-            || file.allow_private_image_urls.unwrap_or(false),
-        allow_private_webhooks: args.allow_private_webhook_urls
-            || file.allow_private_webhook_urls.unwrap_or(false),
-        lease,
+        allow_private_image_urls: settings.allow_private_image_urls,
+        allow_private_webhooks: settings.allow_private_webhook_urls,
+        lease: settings.lease,
         retention,
         max_queue_depth: args
             .max_queue_depth
             .or(file.max_queue_depth)
             .unwrap_or(defaults.max_queue_depth),
-        webhook_key_file: Some(
-            args.webhook_key_file
-                .or(file.webhook_key_file)
-                .unwrap_or_else(|| PathBuf::from("./data/webhook-signing.key")),
-        ),
+        webhook_key_file: Some(settings.webhook_key_file.clone()),
         ..defaults
     };
     if config.api_keys.is_empty() && !config.bind.is_loopback() {
@@ -263,6 +338,11 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             config.bind
         );
     }
+    Ok(config)
+}
+
+/// Creates the directories of the SQLite file and the signing key file.
+fn create_dirs(config: &ServerConfig) -> Result<()> {
     if let Some(dir) = config
         .database_url
         .strip_prefix("sqlite://")
@@ -278,13 +358,14 @@ fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
     }
-    Ok(config)
+    Ok(())
 }
 
 fn load_generator(
     weights: Option<PathBuf>,
     device: &str,
     text_encoder: TextEncoderPolicy,
+    vae_tiling: Option<VaeTiling>,
 ) -> Result<std::sync::Arc<dyn longcat_pipeline::VideoGenerator>> {
     use longcat_pipeline::generator::{load_generator, GeneratorOptions};
     let device = crate::device::parse_device(device)?;
@@ -300,6 +381,7 @@ fn load_generator(
         weights_dir: weights,
         device,
         text_encoder,
+        vae_tiling,
         ..GeneratorOptions::default()
     };
     let generator = load_generator(&opts).context("loading the model")?;
@@ -324,6 +406,12 @@ impl longcat_server::Workers for Pool {
     fn notify(&self) {
         self.0.notify();
     }
+    fn engine_error(&self) -> Option<String> {
+        match self.0.engine_state() {
+            longcat_worker::EngineState::Ready => None,
+            longcat_worker::EngineState::Lost(why) => Some(why),
+        }
+    }
     fn shutdown(self: Box<Self>) -> futures_util::future::BoxFuture<'static, ()> {
         Box::pin(self.0.shutdown())
     }
@@ -332,4 +420,88 @@ impl longcat_server::Workers for Pool {
 /// The tiny model's name without its "(output is noise)" note, which the warning says anyway.
 fn tiny_model_label(name: &str) -> &str {
     name.split(" (").next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn resolve_args(args: &[&str]) -> Result<ServerConfig> {
+        let mut argv = vec![
+            "longcat",
+            "--workers",
+            "0",
+            "--webhook-key-file",
+            "webhook.key",
+            "--database-url",
+            "sqlite::memory:",
+        ];
+        argv.extend_from_slice(args);
+        resolve(Cli::try_parse_from(argv)?.serve)
+    }
+
+    #[test]
+    fn security_flags_and_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("serve.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "admin_key_hashes = [\"ops:{}\"]\nallowed_hosts = [\"b.example.com\"]\n\
+                 body_read_timeout_seconds = 7\nmax_body_bytes = 1000\n",
+                key_hash_hex("root")
+            ),
+        )
+        .unwrap();
+        let c = resolve_args(&[
+            "--config",
+            toml.to_str().unwrap(),
+            "--api-key",
+            "k1",
+            "--admin-key",
+            "boss",
+            "--trust-forwarded-headers",
+            "--allowed-hosts",
+            "a.example.com",
+            "--header-read-timeout-seconds",
+            "5",
+            "--max-large-bodies",
+            "2",
+        ])
+        .unwrap();
+        let admins: Vec<_> = c.api_keys.iter().filter(|k| k.admin).collect();
+        assert_eq!(c.api_keys.len(), 3);
+        assert_eq!(admins.len(), 2);
+        assert!(admins.iter().any(|k| k.id == "ops"));
+        assert!(c.trust_forwarded_headers);
+        assert_eq!(c.allowed_hosts, ["a.example.com", "b.example.com"]);
+        assert_eq!(c.header_read_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.body_read_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.max_large_bodies, 2);
+        assert_eq!(c.max_body_bytes, 1000);
+        let d = resolve_args(&[]).unwrap();
+        assert!(!d.trust_forwarded_headers && d.allowed_hosts.is_empty());
+        assert_eq!(d.max_large_bodies, ServerConfig::default().max_large_bodies);
+        assert!(resolve_args(&["--max-large-bodies", "0"]).is_err());
+        assert!(resolve_args(&["--body-read-timeout-seconds", "-1"]).is_err());
+
+        // A flag turns off a `true` from the file (flags > env > file > default).
+        let on = dir.path().join("forwarded.toml");
+        std::fs::write(&on, "trust_forwarded_headers = true\n").unwrap();
+        let path = on.to_str().unwrap();
+        assert!(
+            resolve_args(&["--config", path])
+                .unwrap()
+                .trust_forwarded_headers
+        );
+        let off = resolve_args(&["--config", path, "--trust-forwarded-headers=false"]).unwrap();
+        assert!(!off.trust_forwarded_headers);
+    }
 }

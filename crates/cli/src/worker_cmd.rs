@@ -2,112 +2,68 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use longcat_media::EncoderConfig;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
-use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_storage::Storage;
 use longcat_store::JobStore;
-use longcat_worker::webhook::{WebhookConfig, WebhookKey};
-use longcat_worker::{WorkerConfig, WorkerPool};
+use longcat_worker::settings::DEFAULT_WORKER_PUBLIC_URL;
+use longcat_worker::webhook::WebhookKey;
+use longcat_worker::{WorkerConfig, WorkerLayer, WorkerPool, WorkerSettings};
 
-/// Flags of `longcat worker` (each also read from the `LONGCAT_*` variable shown in `--help`).
+/// Flags of `longcat worker` (each also read from the `LONGCAT_*` variable shown in `--help`;
+/// the same names, defaults and order as `longcat serve`: flag, variable, file, default).
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
-    /// Job database shared with the server: `sqlite://path` or `postgres://…`.
-    #[arg(
-        long,
-        env = "LONGCAT_DATABASE_URL",
-        default_value = "sqlite://./data/longcat.db"
-    )]
-    pub database_url: String,
-    /// Output storage: a directory or `s3://bucket/prefix` (AWS_* variables configure S3).
-    #[arg(long, env = "LONGCAT_STORAGE", default_value = "./data/files")]
-    pub storage: String,
-    /// Official LongCat-Video checkpoint directory; without it the built-in tiny random model
-    /// runs (its output is noise: for smoke tests only).
-    #[arg(long, env = "LONGCAT_WEIGHTS")]
-    pub weights: Option<PathBuf>,
-    /// Number of workers (each runs one job at a time on its own model thread).
-    #[arg(long, env = "LONGCAT_WORKERS", default_value_t = 1)]
-    pub workers: usize,
-    /// The server's externally visible base URL (output file URLs are `{public-url}/files/…`).
-    #[arg(
-        long,
-        env = "LONGCAT_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub public_url: String,
-    /// Where the model runs.
-    #[arg(long, env = "LONGCAT_DEVICE", default_value = "auto", long_help = crate::device::DEVICE_HELP)]
-    pub device: String,
-    /// Where the text encoder stays between jobs: resident, offload or reload.
-    #[arg(long, env = "LONGCAT_TEXT_ENCODER", default_value = "offload", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
-    pub text_encoder: TextEncoderPolicy,
-    /// Shared secret for the `X-Longcat-Signature` webhook header.
-    #[arg(long, env = "LONGCAT_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
-    /// Ed25519 key file for fal-style webhook signatures (created if missing; the server
-    /// publishes its public key at /.well-known/jwks.json, so use the same file there).
-    #[arg(
-        long,
-        env = "LONGCAT_WEBHOOK_KEY_FILE",
-        default_value = "./data/webhook-ed25519.key"
-    )]
-    pub webhook_key_file: PathBuf,
-    /// Let image_url reach loopback and private networks (trusted setups and tests only).
-    #[arg(long, env = "LONGCAT_ALLOW_PRIVATE_IMAGE_URLS")]
-    pub allow_private_image_urls: bool,
-    /// Seconds a running job may take to finish after SIGTERM before it is stopped and requeued.
-    #[arg(long, env = "LONGCAT_SHUTDOWN_GRACE_SECS", default_value_t = 600)]
-    pub shutdown_grace_secs: u64,
-    /// Lease on a claimed job, in seconds (renewed by heartbeats every lease/4).
-    #[arg(long, env = "LONGCAT_LEASE_SECONDS", default_value_t = 60)]
-    pub lease_seconds: u64,
-    /// The ffmpeg program.
-    #[arg(long, env = "LONGCAT_FFMPEG", default_value = "ffmpeg")]
-    pub ffmpeg: PathBuf,
-    /// Scratch directory for videos being encoded.
-    #[arg(long, env = "LONGCAT_WORK_DIR")]
-    pub work_dir: Option<PathBuf>,
+    /// TOML file with any of the settings below (the same file `longcat serve` reads; its
+    /// server-only keys are ignored here).
+    #[arg(long, env = "LONGCAT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The settings shared with `longcat serve`.
+    #[command(flatten)]
+    pub worker: WorkerLayer,
 }
 
-/// Runs workers until SIGTERM or Ctrl-C, then shuts down gracefully.
+/// Runs workers until SIGTERM or Ctrl-C, then shuts down gracefully. Exits with an error
+/// when the engine is lost (a panic it could not recover from), so a supervisor restarts it.
 pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.workers > 0, "--workers must be at least 1");
-    anyhow::ensure!(
-        args.lease_seconds >= 2,
-        "--lease-seconds must be at least 2"
-    );
+    let settings = settings(&args)?;
+    anyhow::ensure!(settings.workers > 0, "--workers must be at least 1");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))?;
-    Ok(ExitCode::SUCCESS)
+    runtime.block_on(serve(settings))
 }
 
-async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
-    let encoder = EncoderConfig {
-        ffmpeg: args.ffmpeg.clone(),
-        work_dir: args.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+/// The worker settings: flags and environment over the `--config` file over the defaults.
+pub(crate) fn settings(args: &WorkerArgs) -> anyhow::Result<WorkerSettings> {
+    let file = crate::serve::read_config_file(args.config.as_deref())?;
+    Ok(WorkerSettings::resolve(&args.worker, &file.worker)?)
+}
+
+async fn serve(settings: WorkerSettings) -> anyhow::Result<ExitCode> {
+    let mut config = WorkerConfig {
+        public_base_url: DEFAULT_WORKER_PUBLIC_URL.into(),
+        ..WorkerConfig::default()
     };
-    let ffmpeg = encoder.check().context("checking ffmpeg")?;
+    settings.apply(&mut config);
+    let ffmpeg = config.encoder.check().context("checking ffmpeg")?;
     tracing::info!(%ffmpeg, "ffmpeg found");
-    let store = JobStore::connect(&args.database_url)
+    let store = JobStore::connect(&settings.database_url)
         .await
-        .with_context(|| format!("opening the job database {}", args.database_url))?;
-    let storage = Storage::from_config(&args.storage, &args.public_url)
-        .with_context(|| format!("opening storage {}", args.storage))?;
-    let signing_key = WebhookKey::load_or_create(&args.webhook_key_file)?;
-    tracing::info!(kid = %signing_key.key_id(), file = %args.webhook_key_file.display(), "webhook signing key");
+        .with_context(|| format!("opening the job database {}", settings.database_url))?;
+    let storage = Storage::from_config(&settings.storage, &config.public_base_url)
+        .with_context(|| format!("opening storage {}", settings.storage))?;
+    let signing_key = WebhookKey::load_or_create(&settings.webhook_key_file)?;
+    tracing::info!(kid = %signing_key.key_id(), file = %settings.webhook_key_file.display(), "webhook signing key");
+    config.webhook.signing_key = Some(signing_key);
 
     let options = GeneratorOptions {
-        weights_dir: args.weights.clone(),
-        device: crate::device::parse_device(&args.device)?,
-        text_encoder: args.text_encoder,
+        weights_dir: settings.weights.clone(),
+        device: crate::device::parse_device(&settings.device)?,
+        text_encoder: settings.text_encoder,
+        vae_tiling: settings.vae_tiling,
         ..Default::default()
     };
     let generator = tokio::task::spawn_blocking(move || load_generator(&options))
@@ -120,27 +76,22 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
         tracing::info!(model = %info.name, "model loaded");
     }
 
-    let lease = Duration::from_secs(args.lease_seconds);
-    let config = WorkerConfig {
-        lease,
-        heartbeat_interval: lease / 4,
-        allow_private_image_urls: args.allow_private_image_urls,
-        public_base_url: args.public_url.clone(),
-        encoder,
-        webhook: WebhookConfig {
-            hmac_secret: args.webhook_secret.clone(),
-            signing_key: Some(signing_key),
-            ..Default::default()
-        },
-        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
-        ..Default::default()
+    let pool = WorkerPool::try_spawn(settings.workers, store, storage, generator, config)?;
+    tracing::info!(slots = settings.workers, database = %settings.database_url, "worker running; SIGTERM or Ctrl-C stops it gracefully");
+    let lost = pool.engine_lost();
+    let code = tokio::select! {
+        r = wait_for_signal() => {
+            r?;
+            tracing::info!("stopping: finishing the running jobs");
+            ExitCode::SUCCESS
+        }
+        why = lost => {
+            tracing::error!(reason = %why, "the model engine is lost; stopping (restart the process)");
+            ExitCode::FAILURE
+        }
     };
-    let pool = WorkerPool::try_spawn(args.workers, store, storage, generator, config)?;
-    tracing::info!(workers = args.workers, database = %args.database_url, "workers running; SIGTERM or Ctrl-C stops them gracefully");
-    wait_for_signal().await?;
-    tracing::info!("stopping: finishing the running jobs");
     pool.shutdown().await;
-    Ok(())
+    Ok(code)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

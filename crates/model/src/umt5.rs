@@ -349,11 +349,7 @@ mod tests {
 
     #[test]
     fn bf16_weights_keep_wo_and_the_residual_in_f32() {
-        let dir =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/goldens");
-        let dir = std::env::var("LONGCAT_GOLDENS")
-            .map(Into::into)
-            .unwrap_or(dir);
+        let dir = std::path::PathBuf::from(std::env::var_os("LONGCAT_GOLDENS").expect("LONGCAT_GOLDENS must name the golden directory (scripts/test.sh sets it; default there: ../shared/goldens)"));
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("umt5_weights.json")).unwrap())
                 .unwrap();

@@ -1,12 +1,14 @@
-//! Runs every golden in `../shared/goldens` (or `$LONGCAT_GOLDENS`) and fails on any failure.
+//! Runs every golden in `$LONGCAT_GOLDENS` (scripts/test.sh: `../shared/goldens`) and fails on
+//! any failure.
 
 use std::path::PathBuf;
 
+/// The goldens, only ever from `LONGCAT_GOLDENS` (tests reach nothing else outside the
+/// repository).
 fn goldens_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("LONGCAT_GOLDENS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/goldens")
+    std::env::var_os("LONGCAT_GOLDENS")
+        .map(PathBuf::from)
+        .expect("LONGCAT_GOLDENS must name the golden directory (scripts/test.sh sets it; default there: ../shared/goldens)")
 }
 
 #[test]

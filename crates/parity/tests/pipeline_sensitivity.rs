@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+/// The goldens, only ever from `LONGCAT_GOLDENS` (tests reach nothing else outside the
+/// repository).
 fn goldens_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("LONGCAT_GOLDENS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/goldens")
+    std::env::var_os("LONGCAT_GOLDENS")
+        .map(PathBuf::from)
+        .expect("LONGCAT_GOLDENS must name the golden directory (scripts/test.sh sets it; default there: ../shared/goldens)")
 }
 
 /// Links the golden `keep` and the weights files (`*_weights`, `lora_*`) of `src` into `dst`.

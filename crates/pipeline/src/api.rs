@@ -169,6 +169,12 @@ pub trait VideoGenerator: Send + Sync {
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
     ) -> Result<GenerationSummary, PipelineError>;
+    /// Called after a [`VideoGenerator::generate`] call panicked: restore or rebuild what
+    /// the panic may have left half-changed. `Err` means the generator cannot run again
+    /// (its caller then stops taking jobs and reports it).
+    fn recover(&self) -> Result<(), PipelineError> {
+        Ok(())
+    }
 }
 
 /// Errors of a generation.
@@ -189,4 +195,7 @@ pub enum PipelineError {
     /// The frame consumer failed (e.g. the encoder).
     #[error("frame sink: {0}")]
     Sink(String),
+    /// The engine was lost (a panic left it unusable and it could not be rebuilt).
+    #[error("the model engine is unavailable: {0}")]
+    Unavailable(String),
 }

@@ -3,7 +3,8 @@
 //! the sink as soon as the segment is decoded.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
@@ -60,6 +61,34 @@ pub struct EngineConfig {
     pub spatial_only: bool,
     /// `enhance_hf` for continuation segments of the full stage 1.
     pub enhance_hf: bool,
+    /// Test hook: runs that panic on purpose (only the tiny model and tests set it).
+    pub panic_hook: Option<PanicHook>,
+}
+
+/// Test hook for the panic path of the workers: the listed runs (1-based, counted over
+/// every engine sharing this hook, rebuilds included) panic inside the first stage-1
+/// denoising step. Only the built-in tiny model sets it (from
+/// [`crate::tiny::PANIC_RUNS_ENV`]) and tests; a checkpoint engine never has one.
+#[derive(Debug, Clone)]
+pub struct PanicHook {
+    runs: Arc<[u32]>,
+    count: Arc<AtomicU32>,
+}
+
+impl PanicHook {
+    /// Panics in the runs numbered `runs` (1 = the first run).
+    pub fn on_runs(runs: &[u32]) -> Self {
+        Self {
+            runs: runs.into(),
+            count: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Counts a run; true when this one is to panic.
+    fn next_run_panics(&self) -> bool {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        self.runs.contains(&n)
+    }
 }
 
 impl Default for EngineConfig {
@@ -77,6 +106,7 @@ impl Default for EngineConfig {
             distill_steps: 16,
             spatial_only: false,
             enhance_hf: true,
+            panic_hook: None,
         }
     }
 }
@@ -212,6 +242,10 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
     ) -> Result<GenerationSummary> {
         Self::validate(req)?;
         let cfg = self.config.clone();
+        let panic_now = cfg
+            .panic_hook
+            .as_ref()
+            .is_some_and(PanicHook::next_run_panics);
         let plan = SegmentPlan::new(req.num_frames as usize, cfg.segment_frames, cfg.cond_frames);
         let (mode, steps) = self.stage1_mode(req);
         let refine_steps = crate::schedule::Schedule::refine(
@@ -277,7 +311,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
             delivered: 0,
         };
         for (k, seg) in plan.segments.iter().enumerate() {
-            self.run_segment(k, seg, &mut ctx, &mut noise, &mut rep, cancel)?;
+            self.run_segment(k, seg, &mut ctx, &mut noise, &mut rep, cancel, panic_now)?;
         }
         Ok(GenerationSummary {
             frames: ctx.delivered,
@@ -287,6 +321,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_segment(
         &mut self,
         k: usize,
@@ -295,6 +330,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         noise: &mut dyn NoiseSource,
         rep: &mut Reporter<'_>,
         cancel: &CancelToken,
+        panic_now: bool,
     ) -> Result<()> {
         let cfg = &self.config;
         let seg_no = k as u32;
@@ -312,6 +348,10 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         };
         let latents = {
             let mut on_step = |s: u32, t: u32| {
+                // The panic test hook (see `PanicHook`), mid-run with the DiT mode set.
+                if panic_now {
+                    panic!("test hook: this run panics on purpose (PanicHook)");
+                }
                 rep.done += 1;
                 rep.report(Stage::Base, seg_no, s, t);
             };
@@ -467,28 +507,74 @@ struct SegmentCtx {
     delivered: u32,
 }
 
-/// An [`Engine`] behind a lock, usable from the server's worker threads.
-pub struct LockedEngine<T, V, D>(pub Mutex<Engine<T, V, D>>);
+/// Builds an engine: at start and again after a panic.
+pub type EngineBuilder<T, V, D> = Box<dyn Fn() -> Result<Engine<T, V, D>> + Send + Sync>;
 
-impl<T, V, D> VideoGenerator for LockedEngine<T, V, D>
+/// An [`Engine`] as a [`VideoGenerator`] for the one model thread that owns it. The lock is
+/// never contended (one thread runs it); it is there because [`VideoGenerator`] takes
+/// `&self`. A run that panics leaves the lock poisoned: the next [`VideoGenerator::recover`]
+/// or run drops the engine and builds a new one, so a panic costs that job only. When the
+/// rebuild fails the generator answers [`PipelineError::Unavailable`] from then on.
+pub struct RebuildableEngine<T, V, D> {
+    slot: Mutex<EngineSlot<T, V, D>>,
+    build: EngineBuilder<T, V, D>,
+    info: ModelInfo,
+}
+
+enum EngineSlot<T, V, D> {
+    Ready(Box<Engine<T, V, D>>),
+    Lost(String),
+}
+
+impl<T, V, D> RebuildableEngine<T, V, D> {
+    /// Builds the first engine with `build` (kept for rebuilds).
+    pub fn new(build: EngineBuilder<T, V, D>) -> Result<Self> {
+        let engine = build()?;
+        let info = ModelInfo {
+            name: engine.config.name.clone(),
+            smoke_test_model: engine.config.smoke_test_model,
+            native_fps: if engine.config.spatial_only { 15 } else { 30 },
+        };
+        Ok(Self {
+            slot: Mutex::new(EngineSlot::Ready(Box::new(engine))),
+            build,
+            info,
+        })
+    }
+
+    /// The engine slot; after a panic (a poisoned lock) the old engine is dropped first
+    /// (freeing its memory) and a new one built in its place.
+    fn slot(&self) -> MutexGuard<'_, EngineSlot<T, V, D>> {
+        match self.slot.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => {
+                let mut guard = poisoned.into_inner();
+                self.slot.clear_poison();
+                *guard = EngineSlot::Lost("being rebuilt after a panic".into());
+                *guard = match (self.build)() {
+                    Ok(engine) => {
+                        tracing::warn!("model engine rebuilt after a panic");
+                        EngineSlot::Ready(Box::new(engine))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the model engine could not be rebuilt");
+                        EngineSlot::Lost(format!("rebuilding it after a panic failed: {e}"))
+                    }
+                };
+                guard
+            }
+        }
+    }
+}
+
+impl<T, V, D> VideoGenerator for RebuildableEngine<T, V, D>
 where
     T: PromptEncoder + Send,
     V: LatentCodec + Send,
     D: Denoiser + Send,
 {
     fn info(&self) -> ModelInfo {
-        match self.0.lock() {
-            Ok(e) => ModelInfo {
-                name: e.config.name.clone(),
-                smoke_test_model: e.config.smoke_test_model,
-                native_fps: if e.config.spatial_only { 15 } else { 30 },
-            },
-            Err(_) => ModelInfo {
-                name: "LongCat-Video (poisoned)".into(),
-                smoke_test_model: false,
-                native_fps: 30,
-            },
-        }
+        self.info.clone()
     }
 
     fn generate(
@@ -497,10 +583,16 @@ where
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
     ) -> Result<GenerationSummary> {
-        let mut engine = self
-            .0
-            .lock()
-            .map_err(|_| PipelineError::Sink("engine lock poisoned".into()))?;
-        engine.run(request, sink, cancel)
+        match &mut *self.slot() {
+            EngineSlot::Ready(engine) => engine.run(request, sink, cancel),
+            EngineSlot::Lost(why) => Err(PipelineError::Unavailable(why.clone())),
+        }
+    }
+
+    fn recover(&self) -> Result<()> {
+        match &*self.slot() {
+            EngineSlot::Ready(_) => Ok(()),
+            EngineSlot::Lost(why) => Err(PipelineError::Unavailable(why.clone())),
+        }
     }
 }

@@ -8,12 +8,12 @@ use candle_core::{DType, Device};
 use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
-use longcat_model::vae::{VaeConfig, WanVae};
+use longcat_model::vae::{VaeConfig, VaeTiling, WanVae};
 use longcat_model::ModelError;
 
 use crate::api::{PipelineError, VideoGenerator};
 use crate::components::LoraKind;
-use crate::engine::{Engine, EngineConfig, LockedEngine};
+use crate::engine::{Engine, EngineConfig, RebuildableEngine};
 use crate::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
 use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 use crate::tiny;
@@ -30,6 +30,9 @@ pub struct GeneratorOptions {
     /// Where the text encoder stays between jobs (default `offload`, which is `resident`
     /// on the CPU device).
     pub text_encoder: TextEncoderPolicy,
+    /// Spatial tiling of VAE encode and decode (`None`, the default: whole frames, as the
+    /// official code). Bounds the VAE's working set by the tile; see `docs/vae.md`.
+    pub vae_tiling: Option<VaeTiling>,
 }
 
 impl Default for GeneratorOptions {
@@ -39,6 +42,7 @@ impl Default for GeneratorOptions {
             device: Device::Cpu,
             dtype: None,
             text_encoder: TextEncoderPolicy::default(),
+            vae_tiling: None,
         }
     }
 }
@@ -75,18 +79,37 @@ pub struct Networks {
 /// output is noise, [`crate::ModelInfo::smoke_test_model`] is true, and a warning is logged.
 pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
     let dtype = opts.resolved_dtype();
-    let networks = match &opts.weights_dir {
-        Some(dir) => load_checkpoint(dir, &opts.device, dtype, opts.text_encoder)?,
+    let device = opts.device.clone();
+    let policy = opts.text_encoder;
+    let tiling = opts.vae_tiling;
+    if let Some(t) = tiling {
+        tracing::info!(
+            tile = t.tile,
+            overlap = t.overlap,
+            "VAE spatial tiling (latent pixels)"
+        );
+    }
+    let with_tiling = move |mut networks: Networks| {
+        networks.vae.set_tiling(tiling);
+        networks
+    };
+    match opts.weights_dir.clone() {
+        Some(dir) => generator_from(
+            move || load_checkpoint(&dir, &device, dtype, policy).map(with_tiling),
+            &opts.device,
+        ),
         None => {
             tracing::warn!(
                 "NO WEIGHTS GIVEN: using the {} — every video it makes is noise; \
                  pass --weights DIR / LONGCAT_WEIGHTS for real output",
                 tiny::NAME
             );
-            tiny::networks(&opts.device, dtype, opts.text_encoder)?
+            generator_from(
+                move || tiny::networks(&device, dtype, policy).map(with_tiling),
+                &opts.device,
+            )
         }
-    };
-    Ok(into_generator(networks, &opts.device))
+    }
 }
 
 /// Wraps networks into the engine [`load_generator`] uses.
@@ -103,9 +126,15 @@ pub fn into_engine(
     }
 }
 
-/// Wraps networks into a thread-safe generator.
-pub fn into_generator(n: Networks, device: &Device) -> Arc<dyn VideoGenerator> {
-    Arc::new(LockedEngine(std::sync::Mutex::new(into_engine(n, device))))
+/// A generator over the networks `build` makes: built once now, and again (after the old
+/// ones are dropped) whenever a run panicked (see [`RebuildableEngine`]).
+pub fn generator_from(
+    build: impl Fn() -> Result<Networks, PipelineError> + Send + Sync + 'static,
+    device: &Device,
+) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
+    let device = device.clone();
+    let engine = RebuildableEngine::new(Box::new(move || Ok(into_engine(build()?, &device))))?;
+    Ok(Arc::new(engine))
 }
 
 /// Logs the text encoder's policy and where its weights are.

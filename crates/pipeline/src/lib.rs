@@ -24,3 +24,5 @@ pub mod text_encoder;
 pub mod tiny;
 
 pub use api::*;
+/// VAE spatial tiling, a generator option (see [`generator::GeneratorOptions`]).
+pub use longcat_model::vae::VaeTiling;

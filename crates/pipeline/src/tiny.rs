@@ -11,7 +11,7 @@
 //! 48×80 after refinement). Everything else (frame counts, segments, schedules, seeds) is
 //! the product's.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device};
 use longcat_model::checkpoint::LoraKind as CkptLora;
@@ -24,7 +24,7 @@ use longcat_model::vae::{VaeConfig, WanVae};
 use crate::api::PipelineError;
 use crate::buckets::{shrink, ASPECT_RATIO_627, ASPECT_RATIO_960_F64};
 use crate::components::LoraKind;
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, PanicHook};
 use crate::generator::Networks;
 use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 
@@ -38,6 +38,38 @@ pub const TEXT_TOKENS: usize = 64;
 pub const BUCKET_DIVISOR: u32 = 16;
 /// LoRA rank (official: 128).
 pub const LORA_RANK: usize = 4;
+
+/// Test hook (fault injection for the worker's panic path; see docs/worker.md): a
+/// comma-separated list of run numbers, e.g. `1` or `1,3`. The tiny model panics inside the
+/// first stage-1 denoising step of those runs of this process (counted from 1 over every tiny
+/// engine, rebuilds included). Read only when the tiny model is built; a checkpoint model
+/// never reads it, and nothing in a request can reach it.
+pub const PANIC_RUNS_ENV: &str = "LONGCAT_TEST_TINY_PANIC_RUNS";
+
+/// The process-wide hook from [`PANIC_RUNS_ENV`] (one counter, so a rebuilt engine goes on
+/// counting).
+fn env_panic_hook() -> Option<PanicHook> {
+    static HOOK: OnceLock<Option<PanicHook>> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let value = std::env::var(PANIC_RUNS_ENV).ok()?;
+        let runs: Result<Vec<u32>, _> = value.split(',').map(|r| r.trim().parse()).collect();
+        match runs {
+            Ok(runs) if !runs.is_empty() => {
+                tracing::warn!(
+                    env = PANIC_RUNS_ENV,
+                    ?runs,
+                    "TEST HOOK: these tiny-model runs will panic"
+                );
+                Some(PanicHook::on_runs(&runs))
+            }
+            _ => {
+                tracing::warn!(env = PANIC_RUNS_ENV, %value, "ignored: not a list of run numbers");
+                None
+            }
+        }
+    })
+    .clone()
+}
 
 /// umT5 with 2 layers of width 32.
 pub fn text_encoder_config() -> Umt5Config {
@@ -88,6 +120,7 @@ pub fn engine_config() -> EngineConfig {
         smoke_test_model: true,
         stage1_buckets: shrink(ASPECT_RATIO_627, BUCKET_DIVISOR, 16),
         refine_buckets: shrink(ASPECT_RATIO_960_F64, BUCKET_DIVISOR, 16),
+        panic_hook: env_panic_hook(),
         ..EngineConfig::default()
     }
 }

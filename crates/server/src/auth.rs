@@ -12,8 +12,29 @@ use crate::error::ApiError;
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    /// Key id for usage accounting; `None` when authentication is off.
+    /// Key id: usage accounting and job ownership; `None` when authentication is off.
     pub key_id: Option<String>,
+    /// An admin key: sees every key's jobs and usage.
+    pub admin: bool,
+}
+
+impl Caller {
+    /// The caller when authentication is off (sees everything, as the only tenant).
+    fn anonymous() -> Self {
+        Self {
+            key_id: None,
+            admin: false,
+        }
+    }
+
+    /// Whether this caller may see a job submitted with `owner`: its own jobs, every job
+    /// for an admin key, and everything when authentication is off.
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        match &self.key_id {
+            None => true,
+            Some(key) => self.admin || owner == Some(key.as_str()),
+        }
+    }
 }
 
 /// Lifetime of tokens from `POST /storage/auth/token`.
@@ -40,10 +61,21 @@ impl Auth {
         !self.keys.is_empty()
     }
 
-    /// Checks the `Authorization` header: `Key <key>`, or `Bearer <key or upload token>`.
+    /// Checks the `Authorization` header for an API key: `Key <key>` or `Bearer <key>`.
+    /// Upload tokens are refused here: they open the upload routes only
+    /// ([`Auth::check_upload`]).
     pub fn check(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.check_with(headers, false)
+    }
+
+    /// Like [`Auth::check`], also accepting `Bearer <upload token>` (upload routes only).
+    pub fn check_upload(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.check_with(headers, true)
+    }
+
+    fn check_with(&self, headers: &HeaderMap, tokens: bool) -> Result<Caller, ApiError> {
         if !self.enabled() {
-            return Ok(Caller { key_id: None });
+            return Ok(Caller::anonymous());
         }
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -60,10 +92,16 @@ impl Auth {
             })?;
         match scheme.as_str() {
             "key" => self.key_id(credential),
-            "bearer" => self
-                .token_key(credential)
-                .map(|key_id| Caller { key_id })
-                .map_or_else(|| self.key_id(credential), Ok),
+            "bearer" => match self.token_key(credential) {
+                Some(key_id) if tokens => Ok(Caller {
+                    key_id,
+                    admin: false,
+                }),
+                Some(_) => Err(ApiError::unauthorized(
+                    "Upload tokens only open the upload routes; use 'Key <your key>'",
+                )),
+                None => self.key_id(credential),
+            },
             _ => Err(ApiError::unauthorized(
                 "Unsupported Authorization scheme (expected 'Key <your key>')",
             )),
@@ -80,6 +118,7 @@ impl Auth {
         match found {
             Some(k) => Ok(Caller {
                 key_id: Some(k.id.clone()),
+                admin: k.admin,
             }),
             None => Err(ApiError::unauthorized("Invalid API key")),
         }
@@ -135,11 +174,27 @@ mod tests {
         assert!(auth.check(&HeaderMap::new()).is_err());
         assert!(auth.check(&headers("Basic abc")).is_err());
         let (token, _) = auth.issue_token(&caller);
-        assert_eq!(
-            auth.check(&headers(&format!("Bearer {token}"))).unwrap(),
-            caller
-        );
+        let bearer = headers(&format!("Bearer {token}"));
+        assert_eq!(auth.check_upload(&bearer).unwrap(), caller);
+        assert!(auth.check(&bearer).is_err(), "upload token outside uploads");
         assert!(auth.check(&headers(&format!("Key {token}"))).is_err());
+        assert!(auth
+            .check_upload(&headers(&format!("Key {token}")))
+            .is_err());
+    }
+
+    #[test]
+    fn ownership() {
+        let mut admin = ApiKey::from_plain("root");
+        admin.admin = true;
+        let auth = Auth::new(vec![ApiKey::from_plain("k1"), admin]);
+        let k1 = auth.check(&headers("Key k1")).unwrap();
+        let root = auth.check(&headers("Key root")).unwrap();
+        assert!(k1.may_see(k1.key_id.as_deref()));
+        assert!(!k1.may_see(Some("someone-else")));
+        assert!(!k1.may_see(None));
+        assert!(root.admin && root.may_see(Some("someone-else")) && root.may_see(None));
+        assert!(Caller::anonymous().may_see(Some("anyone")));
     }
 
     #[test]

@@ -7,13 +7,16 @@ use std::time::Duration;
 use crate::workers::SpawnWorkers;
 use sha2::{Digest, Sha256};
 
-/// One accepted API key: its id (for usage accounting) and the SHA-256 of the secret.
+/// One accepted API key: its id (usage accounting and job ownership), the SHA-256 of the
+/// secret, and whether it is an admin key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
-    /// Name shown in usage reports.
+    /// Name shown in usage reports; jobs belong to it (keys sharing a name share their jobs).
     pub id: String,
     /// SHA-256 of the key as sent in `Authorization: Key <key>`.
     pub sha256: [u8; 32],
+    /// Sees (reads, cancels) every key's jobs and usage.
+    pub admin: bool,
 }
 
 impl ApiKey {
@@ -23,7 +26,14 @@ impl ApiKey {
         Self {
             id: default_key_id(&sha256),
             sha256,
+            admin: false,
         }
+    }
+
+    /// The same key with the admin role.
+    pub fn into_admin(mut self) -> Self {
+        self.admin = true;
+        self
     }
 
     /// A key from a hex SHA-256, with an optional id.
@@ -38,6 +48,7 @@ impl ApiKey {
                 .map(str::to_owned)
                 .unwrap_or_else(|| default_key_id(&sha256)),
             sha256,
+            admin: false,
         })
     }
 }
@@ -57,7 +68,8 @@ fn default_key_id(hash: &[u8; 32]) -> String {
 }
 
 /// Parses a keys file: one key per line, `[<id>:]<sha256 hex>` (a `sha256:` prefix on the hash
-/// is allowed), `#` comments and blank lines ignored. Plain keys are refused.
+/// is allowed), optionally followed by the role `admin` after a space; `#` comments and blank
+/// lines ignored. Plain keys are refused.
 pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, ConfigError> {
     let mut keys = Vec::new();
     for line in text.lines() {
@@ -65,6 +77,13 @@ pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, ConfigError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let (line, admin) = match line.split_once(char::is_whitespace) {
+            Some((entry, role)) => match role.trim() {
+                "admin" => (entry, true),
+                other => return Err(ConfigError::BadKeyRole(other.to_owned())),
+            },
+            None => (line, false),
+        };
         let (id, hash) = match line.rsplit_once(':') {
             Some((left, right)) => {
                 let id = left.strip_suffix(":sha256").unwrap_or(left);
@@ -77,7 +96,9 @@ pub fn parse_keys_file(text: &str) -> Result<Vec<ApiKey>, ConfigError> {
             }
             None => (None, line),
         };
-        keys.push(ApiKey::from_hash(id, hash)?);
+        let mut key = ApiKey::from_hash(id, hash)?;
+        key.admin = admin;
+        keys.push(key);
     }
     Ok(keys)
 }
@@ -95,6 +116,9 @@ pub enum ConfigError {
     /// A keys-file entry is not a 64-digit hex SHA-256.
     #[error("'{0}' is not a SHA-256 hex digest (64 hex digits); keys files hold hashes, not keys (see `longcat serve --hash-key`)")]
     BadKeyHash(String),
+    /// A keys-file entry has a role other than `admin`.
+    #[error("unknown key role '{0}' (the only role is 'admin': `[name:]<sha256> admin`)")]
+    BadKeyRole(String),
     /// The keys file could not be read.
     #[error("cannot read API keys file {0}: {1}")]
     KeysFile(String, String),
@@ -103,6 +127,20 @@ pub enum ConfigError {
     UnauthenticatedPublicBind(IpAddr),
 }
 
+/// Default of [`ServerConfig::header_read_timeout`]: a client has this long to send a
+/// request's headers (also how long an idle keep-alive connection stays open).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`ServerConfig::body_read_timeout`]: a request body must arrive within this
+/// (100 MB at about 2.7 Mbit/s).
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of [`ServerConfig::max_body_bytes`].
+pub const DEFAULT_MAX_BODY_BYTES: usize = 100 * 1024 * 1024;
+/// Default of [`ServerConfig::max_large_bodies`].
+pub const DEFAULT_MAX_LARGE_BODIES: usize = 4;
+/// A body declared larger than this (or of unknown length) counts as large: at most
+/// [`ServerConfig::max_large_bodies`] of them are read at once.
+pub const LARGE_BODY_BYTES: u64 = 1024 * 1024;
+
 /// Everything [`crate::run`] needs.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -110,8 +148,24 @@ pub struct ServerConfig {
     pub bind: IpAddr,
     /// Port (0 = any free port).
     pub port: u16,
-    /// Externally visible base URL (`http://host:port`); default: from each request's `Host`.
+    /// Externally visible base URL (`http://host:port`); default: from each request's `Host`
+    /// (when that host is allowed, see [`ServerConfig::allowed_hosts`]).
     pub public_url: Option<String>,
+    /// Use `X-Forwarded-Host` / `X-Forwarded-Proto` for the returned URLs (only behind a proxy
+    /// that sets them); off: only `Host` is read and the scheme is `http`.
+    pub trust_forwarded_headers: bool,
+    /// Hosts (`name` or `name:port`, case-insensitive) accepted in `Host` (or a trusted
+    /// `X-Forwarded-Host`) for building URLs when `public_url` is unset; loopback names
+    /// (`localhost`, `*.localhost`) and addresses and the bound address are always accepted.
+    /// Other hosts get a 421.
+    pub allowed_hosts: Vec<String>,
+    /// How long a client has to send a request's headers (also the idle keep-alive limit).
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a request's body.
+    pub body_read_timeout: Duration,
+    /// How many large bodies ([`LARGE_BODY_BYTES`]) are read at once; more wait for a slot
+    /// (within the body timeout, then 503).
+    pub max_large_bodies: usize,
     /// Job store URL (`sqlite://…` or `postgres://…`).
     pub database_url: String,
     /// Storage target (a directory or `s3://bucket/prefix`).
@@ -156,6 +210,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("port", &self.port)
             .field("public_url", &self.public_url)
+            .field("trust_forwarded_headers", &self.trust_forwarded_headers)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("database_url", &self.database_url)
             .field("storage", &self.storage)
             .field("in_process_workers", &self.spawn_workers.is_some())
@@ -171,6 +227,11 @@ impl Default for ServerConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port: 8080,
             public_url: None,
+            trust_forwarded_headers: false,
+            allowed_hosts: Vec::new(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_large_bodies: DEFAULT_MAX_LARGE_BODIES,
             database_url: "sqlite://./data/longcat.db".to_owned(),
             storage: "./data/files".to_owned(),
             spawn_workers: None,
@@ -180,7 +241,7 @@ impl Default for ServerConfig {
             allow_private_webhooks: false,
             webhook_key_file: None,
             max_queue_depth: 0,
-            max_body_bytes: 100 * 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
             recover_interval: Duration::from_secs(2),
@@ -223,9 +284,13 @@ mod tests {
     #[test]
     fn keys_file_formats() {
         let h = key_hash_hex("a");
-        let text = format!("# comment\n\n{h}\nalice:{h}\nbob:sha256:{h}\nsha256:{h}\n");
+        let text =
+            format!("# comment\n\n{h}\nalice:{h}\nbob:sha256:{h}\nsha256:{h}\nops:{h} admin\n");
         let keys = parse_keys_file(&text).unwrap();
-        assert_eq!(keys.len(), 4);
+        assert_eq!(keys.len(), 5);
+        assert!(keys[4].admin && keys[4].id == "ops");
+        assert!(keys[..4].iter().all(|k| !k.admin));
+        assert!(parse_keys_file(&format!("x:{h} root")).is_err());
         assert!(keys[0].id.starts_with("key-"));
         assert_eq!(keys[1].id, "alice");
         assert_eq!(keys[2].id, "bob");

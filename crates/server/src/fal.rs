@@ -11,9 +11,12 @@ use longcat_api::queue::{
     logs_flag, LogEntry, QueueState, QueueStatus, RequestUrls, SubmitResponse,
 };
 use longcat_api::{failure_report, parse_input, split_endpoint, RequestError, ENDPOINT_ID};
-use longcat_store::{CancelOutcome, Job, JobStatus, LogLine, NewJob, Priority, SubmitOptions};
+use longcat_store::{
+    CancelOutcome, Job, JobError, JobStatus, JobSummary, LogLine, NewJob, Priority, SubmitOptions,
+};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::dispatch::{app_matches, FalOp};
 use crate::error::{json_response, ApiError, TIMEOUT_TYPE_HEADER};
 use crate::router::FalRequest;
@@ -32,7 +35,7 @@ pub async fn handle(
         FalOp::Run { endpoint } => run(state, &endpoint, &req, caller.key_id, false).await,
         FalOp::Stream { endpoint } => run(state, &endpoint, &req, caller.key_id, true).await,
         FalOp::Status { app, id } => {
-            let job = find_job(state, &app, &id).await?;
+            let job = find_job(state, &caller, &app, &id).await?;
             let with_logs = logs_flag(req.query("logs"));
             let status = status_of(state, &job, &req, with_logs, None).await?;
             let code = if status.status == QueueState::Completed {
@@ -46,20 +49,21 @@ pub async fn handle(
             ))
         }
         FalOp::StatusStream { app, id } => {
-            let job = find_job(state, &app, &id).await?;
+            let job = find_job(state, &caller, &app, &id).await?;
             let with_logs = logs_flag(req.query("logs"));
-            let queue_base = state.queue_base(&req.headers);
+            let queue_base = state.queue_base(&req.headers)?;
             Ok(with_request_id(
                 sse::status_stream(state.clone(), job.id.clone(), queue_base, with_logs),
                 &job.id,
             ))
         }
         FalOp::Result { app, id } => {
-            let job = find_job(state, &app, &id).await?;
+            let job = find_job(state, &caller, &app, &id).await?;
+            let job = state.store.get(&job.id).await?.ok_or_else(not_found)?;
             Ok(with_request_id(result_response(&job), &job.id))
         }
         FalOp::Cancel { app, id } => {
-            let job = find_job(state, &app, &id).await?;
+            let job = find_job(state, &caller, &app, &id).await?;
             let (code, status) = match state.store.request_cancel(&job.id).await? {
                 CancelOutcome::Cancelled | CancelOutcome::Requested => {
                     (StatusCode::ACCEPTED, "CANCELLATION_REQUESTED")
@@ -84,10 +88,23 @@ pub fn with_request_id(mut resp: Response, id: &str) -> Response {
     resp
 }
 
-async fn find_job(state: &AppState, app: &str, id: &str) -> Result<Job, ApiError> {
-    match state.store.get(id).await? {
-        Some(job) if app_matches(app, &job.endpoint) => Ok(job),
-        _ => Err(ApiError::not_found("Request not found")),
+fn not_found() -> ApiError {
+    ApiError::not_found("Request not found")
+}
+
+/// The status view of request `id` if `caller` may see it; another key's request is the
+/// same 404 as an unknown one (no existence leak).
+async fn find_job(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    id: &str,
+) -> Result<JobSummary, ApiError> {
+    match state.store.summary(id).await? {
+        Some(job) if app_matches(app, &job.endpoint) && caller.may_see(job.key_id.as_deref()) => {
+            Ok(job)
+        }
+        _ => Err(not_found()),
     }
 }
 
@@ -217,7 +234,7 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let job = enqueue(state, endpoint, req, key_id, webhook).await?;
     let (owner_alias, _) = split_endpoint(&job.endpoint);
-    let urls = RequestUrls::new(&state.queue_base(&req.headers), owner_alias, &job.id);
+    let urls = RequestUrls::new(&state.queue_base(&req.headers)?, owner_alias, &job.id);
     let position = state.store.queue_position(&job.id).await?.unwrap_or(0);
     let body = SubmitResponse {
         status: QueueState::InQueue,
@@ -276,16 +293,18 @@ async fn run(
         armed: true,
     };
     let mut delay = Duration::from_millis(50);
-    let done = loop {
-        match state.store.get(&job.id).await? {
-            Some(j) if j.status.is_terminal() => break j,
+    let vanished = || ApiError::internal("job vanished from the store");
+    loop {
+        match state.store.summary(&job.id).await? {
+            Some(j) if j.status.is_terminal() => break,
             Some(_) => {}
-            None => return Err(ApiError::internal("job vanished from the store")),
+            None => return Err(vanished()),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
-    };
+    }
     guard.armed = false;
+    let done = state.store.get(&job.id).await?.ok_or_else(vanished)?;
     let resp = result_response(&done);
     if stream && done.status == JobStatus::Completed {
         let output = done.result.clone().unwrap_or(Value::Null);
@@ -301,7 +320,7 @@ pub fn result_response(job: &Job) -> Response {
             json_response(StatusCode::OK, job.result.clone().unwrap_or(Value::Null))
         }
         JobStatus::Failed | JobStatus::Cancelled => {
-            let (kind, message, detail) = job_error(job);
+            let (kind, message, detail) = job_error(job.error.as_ref(), job.status);
             let report = failure_report(&kind, &message, detail.as_ref());
             let code = StatusCode::from_u16(report.status_code)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -329,8 +348,8 @@ pub fn result_response(job: &Job) -> Response {
     }
 }
 
-fn job_error(job: &Job) -> (String, String, Option<Value>) {
-    match (&job.error, job.status) {
+fn job_error(error: Option<&JobError>, status: JobStatus) -> (String, String, Option<Value>) {
+    match (error, status) {
         (Some(e), _) => (e.kind.clone(), e.message.clone(), e.detail.clone()),
         (None, JobStatus::Cancelled) => ("cancelled".into(), "Request cancelled".into(), None),
         (None, _) => ("internal".into(), "Request failed".into(), None),
@@ -349,7 +368,7 @@ pub fn log_entry(line: &LogLine) -> LogEntry {
 /// Builds the status body of `job`. With `after_seq`, only logs newer than it are included.
 pub async fn status_of(
     state: &AppState,
-    job: &Job,
+    job: &JobSummary,
     req: &FalRequest,
     with_logs: bool,
     after_seq: Option<i64>,
@@ -357,7 +376,7 @@ pub async fn status_of(
     status_with_base(
         state,
         job,
-        &state.queue_base(&req.headers),
+        &state.queue_base(&req.headers)?,
         with_logs,
         after_seq,
     )
@@ -368,7 +387,7 @@ pub async fn status_of(
 /// Like [`status_of`] with an explicit queue base; also returns the last log seq included.
 pub async fn status_with_base(
     state: &AppState,
-    job: &Job,
+    job: &JobSummary,
     queue_base: &str,
     with_logs: bool,
     after_seq: Option<i64>,
@@ -396,7 +415,7 @@ pub async fn status_with_base(
         None
     };
     let (error, error_type) = if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
-        let (kind, message, detail) = job_error(job);
+        let (kind, message, detail) = job_error(job.error.as_ref(), job.status);
         let report = failure_report(&kind, &message, detail.as_ref());
         (Some(report.error), Some(report.error_type))
     } else {

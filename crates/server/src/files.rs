@@ -1,4 +1,7 @@
 //! `GET`/`HEAD /files/{key}`: stored files, public (no key), with single `Range` support.
+//! Uploads and outputs are served with `X-Content-Type-Options: nosniff`, a
+//! `Content-Security-Policy` that runs nothing, and as attachments unless their type is one of
+//! [`INLINE_TYPES`], so an uploaded HTML or SVG file never renders on the API origin.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,6 +14,31 @@ use futures_util::StreamExt;
 use crate::error::ApiError;
 use crate::router::FalRequest;
 use crate::state::AppState;
+
+/// Media types served inline: the videos we produce and the images we decode.
+pub const INLINE_TYPES: &[&str] = &[
+    "video/mp4",
+    "video/webm",
+    "image/gif",
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+];
+
+/// `Content-Security-Policy` of every stored file: no scripts, styles, frames or requests,
+/// sandboxed.
+pub const FILE_CSP: &str = "default-src 'none'; sandbox";
+
+/// Whether a stored content type is served inline (else as an attachment).
+pub fn served_inline(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    INLINE_TYPES.contains(&essence.as_str())
+}
 
 /// A parsed `Range: bytes=…` header (one range only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,12 +161,35 @@ pub async fn serve(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
+    if !served_inline(&meta.content_type) {
+        h.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
     Ok(resp)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_types() {
+        assert!(served_inline("video/mp4"));
+        assert!(served_inline("Image/PNG; charset=binary"));
+        assert!(!served_inline("text/html"));
+        assert!(!served_inline("image/svg+xml"));
+        assert!(!served_inline("application/octet-stream"));
+    }
 
     #[test]
     fn ranges() {

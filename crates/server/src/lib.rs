@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod dispatch;
 pub mod error;
 pub mod fal;
@@ -215,6 +216,15 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         auth: auth::Auth::new(config.api_keys.clone()),
         workers: Mutex::new(workers),
         public_url: config.public_url.clone(),
+        trust_forwarded_headers: config.trust_forwarded_headers,
+        allowed_hosts: config
+            .allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        body_read_timeout: config.body_read_timeout,
+        large_bodies: Arc::new(tokio::sync::Semaphore::new(config.max_large_bodies.max(1))),
         bound_url,
         metrics: prometheus(),
         uploads: Mutex::new(HashMap::new()),
@@ -229,14 +239,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
 
     let app = app(state.clone(), config.max_body_bytes);
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-            let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    });
+    let task = tokio::spawn(conn::serve(listener, app, config.header_read_timeout, rx));
     if state.auth.enabled() {
         tracing::info!(%addr, keys = config.api_keys.len(), "longcat server listening (API keys required)");
     } else {

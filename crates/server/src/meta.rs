@@ -10,9 +10,20 @@ use crate::error::{json_response, ApiError};
 use crate::router::FalRequest;
 use crate::state::AppState;
 
-/// Liveness plus a store round trip; 503 when the store does not answer.
+/// Liveness plus a store round trip; 503 when the store does not answer or the in-process
+/// model engine is lost.
 pub async fn health(state: &Arc<AppState>) -> Response {
-    let workers = state.workers.lock().map(|w| w.is_some()).unwrap_or(false);
+    let (workers, engine_error) = state
+        .workers
+        .lock()
+        .map(|w| (w.is_some(), w.as_ref().and_then(|w| w.engine_error())))
+        .unwrap_or((false, None));
+    if let Some(why) = engine_error {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "error", "engine": "lost", "detail": format!("model engine: {why}") }),
+        );
+    }
     let model = state
         .model
         .as_ref()
@@ -52,9 +63,9 @@ pub async fn metrics(state: &Arc<AppState>) -> Response {
 }
 
 /// fal's per-endpoint OpenAPI document, with this server's queue URL.
-pub fn openapi(state: &Arc<AppState>, headers: &HeaderMap) -> Response {
-    let doc = longcat_api::openapi_document_for(&state.queue_base(headers));
-    json_response(StatusCode::OK, doc)
+pub fn openapi(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let doc = longcat_api::openapi_document_for(&state.queue_base(headers)?);
+    Ok(json_response(StatusCode::OK, doc))
 }
 
 /// Public keys that verify webhook signatures.
@@ -62,14 +73,28 @@ pub fn jwks(state: &Arc<AppState>) -> Response {
     json_response(StatusCode::OK, state.jwks.clone())
 }
 
-/// Usage of the calling key (all usage when authentication is off).
+/// Usage of the calling key (all usage when authentication is off). An admin key may ask
+/// for another key's with `?key_id=NAME`, or for everyone's with `?key_id=*`.
 pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
     let caller = state.auth.check(&req.headers)?;
-    let summary = state.store.usage(caller.key_id.as_deref()).await?;
+    let key_id = match req.query("key_id") {
+        Some(asked) if asked != caller.key_id.as_deref().unwrap_or("*") => {
+            // Only an admin key may look past its own (everything is open without keys).
+            if !caller.admin && caller.key_id.is_some() {
+                return Err(ApiError::Plain(
+                    StatusCode::FORBIDDEN,
+                    "Only an admin key may read another key's usage".to_owned(),
+                ));
+            }
+            (asked != "*").then(|| asked.to_owned())
+        }
+        _ => caller.key_id,
+    };
+    let summary = state.store.usage(key_id.as_deref()).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({
-            "key_id": caller.key_id,
+            "key_id": key_id,
             "requests": summary.requests,
             "billable_seconds": summary.billable_seconds,
             "cost_usd": summary.cost_usd,

@@ -19,8 +19,29 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// How often the stream looks at the job.
 const POLL: Duration = Duration::from_millis(200);
 
+/// Gauge of status streams whose task is still following a job.
+pub const ACTIVE_STREAMS_GAUGE: &str = "longcat_status_streams_active";
+
+/// Counts one live status-stream task in [`ACTIVE_STREAMS_GAUGE`] while it exists.
+struct ActiveStream;
+
+impl ActiveStream {
+    fn new() -> Self {
+        metrics::gauge!(ACTIVE_STREAMS_GAUGE).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        metrics::gauge!(ACTIVE_STREAMS_GAUGE).decrement(1.0);
+    }
+}
+
 /// Streams status events for `id`: one per change (state or new logs, logs incremental),
-/// closing right after `COMPLETED`.
+/// closing right after `COMPLETED`. The job is read (status columns only, never the input)
+/// every [`POLL`] while the client is connected; the task ends as soon as the client goes.
+/// (Workers may run in other processes, so there is no in-process notification to wait on.)
 pub fn status_stream(
     state: Arc<AppState>,
     id: String,
@@ -28,16 +49,20 @@ pub fn status_stream(
     with_logs: bool,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(16);
+    let active = ActiveStream::new();
     tokio::spawn(async move {
+        let _active = active;
         let mut last_seq: Option<i64> = None;
         let mut last_sent: Option<Value> = None;
         loop {
-            let job = match state.store.get(&id).await {
+            let job = match state.store.summary(&id).await {
                 Ok(Some(job)) => job,
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(request_id = %id, error = %e, "status stream: store read failed");
-                    tokio::time::sleep(POLL).await;
+                    if !pause(&tx).await {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -53,7 +78,9 @@ pub fn status_stream(
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(request_id = %id, error = %e, "status stream: status failed");
-                    tokio::time::sleep(POLL).await;
+                    if !pause(&tx).await {
+                        break;
+                    }
                     continue;
                 }
             };
@@ -73,15 +100,22 @@ pub fn status_stream(
                 last_sent = Some(key);
                 last_seq = seq;
             }
-            if completed {
+            if completed || !pause(&tx).await {
                 break;
             }
-            tokio::time::sleep(POLL).await;
         }
     });
     Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keepalive"))
         .into_response()
+}
+
+/// Waits one poll interval; false when the client went away meanwhile.
+async fn pause(tx: &mpsc::Sender<Result<Event, Infallible>>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(POLL) => true,
+        _ = tx.closed() => false,
+    }
 }
 
 /// A finished streaming run: one event with the output, then the end of the stream.

@@ -129,7 +129,7 @@ fn forget(state: &AppState, token: &str) {
 }
 
 async fn initiate(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
-    state.auth.check(&req.headers)?;
+    state.auth.check_upload(&req.headers)?;
     let body: InitiateBody = if req.body.is_empty() {
         InitiateBody::default()
     } else {
@@ -144,7 +144,7 @@ async fn initiate(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, A
     let lifetime = upload_lifetime(req)?;
     let (token, key) = register(state, &file_name, &content_type);
     apply_lifetime(state, lifetime, &key).await?;
-    let base = state.public_base(&req.headers);
+    let base = state.public_base(&req.headers)?;
     Ok(json_response(
         StatusCode::OK,
         json!({
@@ -275,7 +275,7 @@ fn cdn_token(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiErr
         json!({
             "token": token,
             "token_type": "Bearer",
-            "base_url": state.public_base(&req.headers),
+            "base_url": state.public_base(&req.headers)?,
             "expires_at": expires.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
         }),
     ))
@@ -288,7 +288,7 @@ fn file_name_of(req: &FalRequest) -> String {
 }
 
 async fn cdn_upload(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
-    state.auth.check(&req.headers)?;
+    state.auth.check_upload(&req.headers)?;
     let lifetime = upload_lifetime(req)?;
     let content_type = content_type_of(req);
     let key = upload_key(&file_name_of(req));
@@ -308,7 +308,7 @@ async fn cdn_multipart_start(
     state: &Arc<AppState>,
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
-    state.auth.check(&req.headers)?;
+    state.auth.check_upload(&req.headers)?;
     let lifetime = upload_lifetime(req)?;
     let (token, key) = register(state, &file_name_of(req), &content_type_of(req));
     apply_lifetime(state, lifetime, &key).await?;

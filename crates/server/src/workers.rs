@@ -13,6 +13,11 @@ use longcat_worker::WorkerConfig;
 pub trait Workers: Send + Sync {
     /// Wakes idle workers (a job was just submitted).
     fn notify(&self);
+    /// Why the model engine can run no more jobs (a panic it could not recover from);
+    /// `None` while it works. `/health` reports it.
+    fn engine_error(&self) -> Option<String> {
+        None
+    }
     /// Stops the workers (running jobs finish or are left for requeueing).
     fn shutdown(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

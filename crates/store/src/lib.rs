@@ -15,6 +15,7 @@ mod types;
 pub use error::{Result, StoreError};
 pub use store::{JobStore, CANCELLED_MESSAGE};
 pub use types::{
-    CancelOutcome, DueWebhook, Job, JobError, JobStatus, LogLine, NewJob, Priority, RecoveryReport,
-    SubmitOptions, UnknownStatus, UsageSummary, WebhookAttempt, WebhookNext, WebhookState,
+    CancelOutcome, DueWebhook, Job, JobError, JobStatus, JobSummary, LogLine, NewJob, Priority,
+    RecoveryReport, SubmitOptions, UnknownStatus, UsageSummary, WebhookAttempt, WebhookNext,
+    WebhookState,
 };

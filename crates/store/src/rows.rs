@@ -4,7 +4,7 @@
 //! (timestamps are microseconds since the Unix epoch, UTC) and doubles; JSON is stored as text.
 
 use crate::error::StoreError;
-use crate::types::{Job, JobError, JobStatus, LogLine, Priority, WebhookAttempt};
+use crate::types::{Job, JobError, JobStatus, JobSummary, LogLine, Priority, WebhookAttempt};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -103,6 +103,66 @@ impl TryFrom<JobRow> for Job {
             key_id: r.key_id,
             webhook_url: r.webhook_url,
             worker_id: r.worker_id,
+        })
+    }
+}
+
+/// Columns selected for a [`JobSummary`], in [`SummaryRow`] order (no input, no result).
+pub(crate) const SUMMARY_COLUMNS: &str = "id, endpoint, key_id, status, created_at, started_at, \
+    finished_at, error_kind, error_message, error_detail";
+
+/// The status columns of a `jobs` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SummaryRow {
+    id: String,
+    endpoint: String,
+    key_id: Option<String>,
+    status: String,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    error_detail: Option<String>,
+}
+
+impl TryFrom<SummaryRow> for JobSummary {
+    type Error = StoreError;
+
+    fn try_from(r: SummaryRow) -> Result<Self, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: r.id.clone(),
+            reason,
+        };
+        let status: JobStatus = r.status.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let error = match r.error_kind.clone() {
+            Some(kind) => Some(JobError {
+                kind,
+                message: r.error_message.clone().unwrap_or_default(),
+                detail: r
+                    .error_detail
+                    .as_deref()
+                    .map(|t| {
+                        serde_json::from_str(t)
+                            .map_err(|e| corrupt(format!("error detail is not JSON: {e}")))
+                    })
+                    .transpose()?,
+            }),
+            None => None,
+        };
+        let time = |what: &str, v: i64| {
+            from_micros(v).ok_or_else(|| corrupt(format!("{what} out of range: {v}")))
+        };
+        let opt_time = |what: &str, v: Option<i64>| v.map(|v| time(what, v)).transpose();
+        Ok(JobSummary {
+            status,
+            created_at: time("created_at", r.created_at)?,
+            started_at: opt_time("started_at", r.started_at)?,
+            finished_at: opt_time("finished_at", r.finished_at)?,
+            error,
+            id: r.id,
+            endpoint: r.endpoint,
+            key_id: r.key_id,
         })
     }
 }

@@ -9,11 +9,12 @@
 use crate::connect::{self, Backend};
 use crate::error::{map_fk, Result, StoreError};
 use crate::rows::{
-    duration_micros, from_micros, micros, now_micros, JobRow, LogRow, WebhookRow, JOB_COLUMNS,
+    duration_micros, from_micros, micros, now_micros, JobRow, LogRow, SummaryRow, WebhookRow,
+    JOB_COLUMNS, SUMMARY_COLUMNS,
 };
 use crate::types::{
-    CancelOutcome, Job, JobError, JobStatus, LogLine, NewJob, RecoveryReport, SubmitOptions,
-    UsageSummary, WebhookAttempt, WebhookState,
+    CancelOutcome, Job, JobError, JobStatus, JobSummary, LogLine, NewJob, RecoveryReport,
+    SubmitOptions, UsageSummary, WebhookAttempt, WebhookState,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -182,6 +183,15 @@ impl JobStore {
             sqlx::query_as(&sql).bind(id).fetch_optional(p).await?
         });
         row.map(Job::try_from).transpose()
+    }
+
+    /// The status view of a job (no input, no result): what status polls and streams read.
+    pub async fn summary(&self, id: &str) -> Result<Option<JobSummary>> {
+        let sql = format!("SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = $1");
+        let row: Option<SummaryRow> = on_pool!(self, p => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(p).await?
+        });
+        row.map(JobSummary::try_from).transpose()
     }
 
     /// How many queued jobs run before this one (0 = next); `None` unless the job is queued.

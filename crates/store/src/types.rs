@@ -208,6 +208,29 @@ pub struct Job {
     pub estimated_cost_usd: f64,
 }
 
+/// What a status read needs of a job: everything but the input, the result and the worker
+/// bookkeeping ([`crate::JobStore::summary`] never reads the input or result columns, which
+/// can be megabytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// Request id.
+    pub id: String,
+    /// Endpoint id.
+    pub endpoint: String,
+    /// API key id the job was submitted with (its owner), if any.
+    pub key_id: Option<String>,
+    /// Current state.
+    pub status: JobStatus,
+    /// Submit time.
+    pub created_at: DateTime<Utc>,
+    /// Start of the latest attempt.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached a final state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Error of a failed or cancelled job.
+    pub error: Option<JobError>,
+}
+
 /// One job log line (progress, warnings, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {

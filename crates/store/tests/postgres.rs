@@ -15,9 +15,15 @@ struct TestDb {
 }
 
 impl TestDb {
-    async fn create() -> Option<TestDb> {
+    async fn create(test: &str) -> Option<TestDb> {
         let Ok(admin_url) = std::env::var("LONGCAT_TEST_POSTGRES_URL") else {
-            eprintln!("LONGCAT_TEST_POSTGRES_URL not set: skipping Postgres test");
+            // Straight to the stream: `eprintln!` would be captured and hidden for a pass.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "postgres::{test}: SKIPPED (LONGCAT_TEST_POSTGRES_URL not set; \
+                 scripts/with-postgres.sh provides one)"
+            );
             return None;
         };
         let name = format!(
@@ -67,7 +73,7 @@ macro_rules! scenario {
     ($name:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {
-            let Some(db) = TestDb::create().await else {
+            let Some(db) = TestDb::create(stringify!($name)).await else {
                 return;
             };
             let store = JobStore::connect(&db.url).await.unwrap();
@@ -80,6 +86,7 @@ macro_rules! scenario {
 }
 
 scenario!(submit_and_get);
+scenario!(summary_reads_status_columns);
 scenario!(fifo_priority_and_positions);
 scenario!(complete_lifecycle_and_usage);
 scenario!(fail_records_error);
@@ -94,7 +101,7 @@ scenario!(webhook_outbox);
 /// `connect` creates a missing database, then later connects reuse it.
 #[tokio::test]
 async fn creates_missing_database() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestDb::create("creates_missing_database").await else {
         return;
     };
     let missing = TestDb {
@@ -114,7 +121,7 @@ async fn creates_missing_database() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_two_pools() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestDb::create("concurrent_claims_two_pools").await else {
         return;
     };
     let a = JobStore::connect(&db.url).await.unwrap();
@@ -132,7 +139,7 @@ scenario!(object_lifecycle);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_two_pools() {
-    let Some(db) = TestDb::create().await else {
+    let Some(db) = TestDb::create("chaos_two_pools").await else {
         return;
     };
     let a = JobStore::connect(&db.url).await.unwrap();

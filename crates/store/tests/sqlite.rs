@@ -24,6 +24,7 @@ macro_rules! scenario {
 }
 
 scenario!(submit_and_get);
+scenario!(summary_reads_status_columns);
 scenario!(fifo_priority_and_positions);
 scenario!(complete_lifecycle_and_usage);
 scenario!(fail_records_error);

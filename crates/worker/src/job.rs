@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::failure::Failure;
 use crate::metrics as m;
-use crate::model_thread::{Event, GenerateError, Generated, ModelThread, Task};
+use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
 use crate::pool::Shared;
 use crate::progress::{format_progress, ProgressThrottle};
 
@@ -37,7 +37,7 @@ pub(crate) enum Ending {
 pub(crate) async fn process(
     shared: &Shared,
     worker_id: &str,
-    model: &ModelThread,
+    permit: EnginePermit,
     job: &Job,
     shutdown: &watch::Receiver<bool>,
 ) -> Ending {
@@ -53,7 +53,7 @@ pub(crate) async fn process(
         &stopped,
         shutdown.clone(),
     );
-    let work = run(shared, model, job, &cancel);
+    let work = run(shared, permit, job, &cancel);
     let ending = tokio::select! {
         ending = work => ending,
         never = keeper => match never {},
@@ -131,8 +131,8 @@ async fn keep_alive(
     }
 }
 
-async fn run(shared: &Shared, model: &ModelThread, job: &Job, cancel: &CancelToken) -> Ending {
-    match run_inner(shared, model, job, cancel).await {
+async fn run(shared: &Shared, permit: EnginePermit, job: &Job, cancel: &CancelToken) -> Ending {
+    match run_inner(shared, permit, job, cancel).await {
         Ok(output) => Ending::Completed(output),
         Err(f) => Ending::Failed(f),
     }
@@ -140,7 +140,7 @@ async fn run(shared: &Shared, model: &ModelThread, job: &Job, cancel: &CancelTok
 
 async fn run_inner(
     shared: &Shared,
-    model: &ModelThread,
+    permit: EnginePermit,
     job: &Job,
     cancel: &CancelToken,
 ) -> Result<Value, Failure> {
@@ -177,7 +177,8 @@ async fn run_inner(
     let seed = request.seed;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (reply_tx, reply_rx) = oneshot::channel();
-    model
+    shared
+        .engine
         .submit(Task {
             request,
             options: input.video_options(),
@@ -185,6 +186,7 @@ async fn run_inner(
             cancel: cancel.clone(),
             events: events_tx,
             reply: reply_tx,
+            permit,
         })
         .map_err(|e| Failure::Internal(e.to_string()))?;
     log(

@@ -1,9 +1,13 @@
-//! The model thread: each worker owns one OS thread that runs `VideoGenerator::generate` and
-//! pushes every frame into the streaming encoder, so neither the model nor FFmpeg's
-//! back-pressure ever blocks the async runtime.
+//! The engine thread: one OS thread per pool (one engine per device) owns the generator and
+//! runs one job at a time, pushing every frame into the streaming encoder, so neither the
+//! model nor FFmpeg's back-pressure ever blocks the async runtime. In front of it sits an
+//! admission permit: a worker takes it before claiming a job, so a claimed job never waits
+//! for the engine (the job store's queue is the queue). A panic in a job fails that job; the
+//! generator is then recovered (rebuilt), or the engine is reported lost and no more jobs
+//! are claimed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use longcat_media::{EncodedVideo, EncoderConfig, VideoEncoder, VideoOptions};
@@ -11,7 +15,7 @@ use longcat_pipeline::{
     CancelToken, GenerationRequest, GenerationSink, GenerationSummary, PipelineError, Progress,
     VideoFrame, VideoGenerator,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 /// What the model thread reports while it works.
 #[derive(Debug)]
@@ -47,6 +51,20 @@ pub(crate) enum GenerateError {
     Failed(String),
 }
 
+/// The engine as the pool and `/health` see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineState {
+    /// Running jobs (or ready to).
+    Ready,
+    /// A job panicked and the generator could not be recovered: no more jobs are claimed.
+    Lost(String),
+}
+
+/// The right to hand the engine one job (taken before the job is claimed).
+pub(crate) struct EnginePermit {
+    _held: OwnedSemaphorePermit,
+}
+
 /// One job for the model thread.
 pub(crate) struct Task {
     pub request: GenerationRequest,
@@ -55,18 +73,25 @@ pub(crate) struct Task {
     pub cancel: CancelToken,
     pub events: mpsc::UnboundedSender<Event>,
     pub reply: oneshot::Sender<Result<Generated, GenerateError>>,
+    /// Released when the engine is done with the job (after a rebuild, if it panicked).
+    pub permit: EnginePermit,
 }
 
-/// Handle to a worker's model thread; dropping it ends the thread after its current task.
+/// Handle to a pool's engine thread.
 pub(crate) struct ModelThread {
-    tasks: std::sync::mpsc::Sender<Task>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    tasks: Mutex<Option<std::sync::mpsc::Sender<Task>>>,
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
+    admission: Arc<Semaphore>,
+    state: watch::Receiver<EngineState>,
 }
 
 impl ModelThread {
-    /// Starts the thread `name` running `generator`.
+    /// Starts the thread `name`, which owns `generator` from now on.
     pub fn spawn(name: String, generator: Arc<dyn VideoGenerator>) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Task>();
+        let admission = Arc::new(Semaphore::new(1));
+        let (state_tx, state) = watch::channel(EngineState::Ready);
+        let gate = admission.clone();
         let handle = std::thread::Builder::new().name(name).spawn(move || {
             while let Ok(task) = rx.recv() {
                 let Task {
@@ -76,8 +101,9 @@ impl ModelThread {
                     cancel,
                     events,
                     reply,
+                    permit,
                 } = task;
-                let result = catch_unwind(AssertUnwindSafe(|| {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
                     run(
                         generator.as_ref(),
                         &request,
@@ -86,41 +112,95 @@ impl ModelThread {
                         &cancel,
                         events,
                     )
-                }))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
-                    Err(GenerateError::Failed(format!(
-                        "the generator panicked: {what}"
-                    )))
-                });
-                let _ = reply.send(result);
+                }));
+                let panic = match outcome {
+                    Ok(result) => {
+                        let _ = reply.send(result);
+                        None
+                    }
+                    Err(panic) => Some((panic_message(panic.as_ref()), reply)),
+                };
+                if let Some((what, reply)) = panic {
+                    tracing::error!(panic = %what, "the model panicked; recovering the engine");
+                    let recovered = generator.recover();
+                    let note = match &recovered {
+                        Ok(()) => "the engine was rebuilt".to_string(),
+                        Err(e) => format!("the engine could not be recovered: {e}"),
+                    };
+                    let _ = reply.send(Err(GenerateError::Failed(format!(
+                        "the model panicked during generation: {what} ({note})"
+                    ))));
+                    if let Err(e) = recovered {
+                        tracing::error!(error = %e, "model engine lost: no more jobs are taken");
+                        let _ = state_tx.send(EngineState::Lost(e.to_string()));
+                        gate.close();
+                    }
+                }
+                drop(permit);
             }
         })?;
         Ok(Self {
-            tasks: tx,
-            handle: Some(handle),
+            tasks: Mutex::new(Some(tx)),
+            handle: Mutex::new(Some(handle)),
+            admission,
+            state,
         })
+    }
+
+    /// Waits until the engine can take a job; `Err` with the reason once the engine is lost.
+    pub async fn admit(&self) -> Result<EnginePermit, String> {
+        match self.admission.clone().acquire_owned().await {
+            Ok(permit) => Ok(EnginePermit { _held: permit }),
+            Err(_) => Err(match self.state() {
+                EngineState::Lost(why) => why,
+                EngineState::Ready => "the engine is shut down".into(),
+            }),
+        }
+    }
+
+    /// The engine's current state.
+    pub fn state(&self) -> EngineState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver of state changes.
+    pub fn watch_state(&self) -> watch::Receiver<EngineState> {
+        self.state.clone()
     }
 
     /// Queues `task` (the thread runs one task at a time).
     pub fn submit(&self, task: Task) -> Result<(), GenerateError> {
-        self.tasks
+        let tasks = self
+            .tasks
+            .lock()
+            .map_err(|_| GenerateError::Failed("the model thread handle is poisoned".into()))?;
+        let sender = tasks
+            .as_ref()
+            .ok_or_else(|| GenerateError::Failed("the model thread is stopped".into()))?;
+        sender
             .send(task)
             .map_err(|_| GenerateError::Failed("the model thread is gone".into()))
     }
 
-    /// Ends the thread once its current task is done and waits for it.
-    pub fn join(mut self) {
-        let (dead, _) = std::sync::mpsc::channel();
-        self.tasks = dead;
-        if let Some(h) = self.handle.take() {
+    /// Ends the thread once its current task is done and waits for it (blocking).
+    pub fn join(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.take();
+        }
+        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
             let _ = h.join();
         }
     }
+}
+
+/// The text of a panic payload.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Feeds frames to a lazily started encoder (the frame size is known at the first frame).

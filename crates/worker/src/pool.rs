@@ -1,5 +1,6 @@
-//! [`WorkerPool`]: N workers, each an async task on the caller's runtime that owns one model
-//! OS thread, plus the periodic lease recovery.
+//! [`WorkerPool`]: one engine (a model OS thread owning the generator) and N job slots in
+//! front of it, each an async task on the caller's runtime, plus the periodic lease recovery
+//! and the webhook outbox loop.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use crate::config::WorkerConfig;
 use crate::failure::Failure;
 use crate::job::{log, process, Ending};
 use crate::metrics as m;
-use crate::model_thread::ModelThread;
+use crate::model_thread::{EnginePermit, EngineState, ModelThread};
 use crate::outbox::webhook_loop;
 use crate::webhook::{WebhookError, WebhookSender};
 use longcat_store::JobError;
@@ -47,6 +48,8 @@ pub(crate) struct Shared {
     pub webhook_wake: Notify,
     /// Webhook attempts in flight.
     pub deliveries: TaskTracker,
+    /// The engine every slot hands its jobs to.
+    pub engine: ModelThread,
 }
 
 /// A set of workers running jobs from a [`JobStore`].
@@ -60,7 +63,10 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    /// Starts `count` workers on the current tokio runtime.
+    /// Starts one engine over `generator` and `count` job slots in front of it on the current
+    /// tokio runtime. A slot claims a job only once the engine can take it, so a claimed job
+    /// never waits for the engine; the other slots meanwhile finish their jobs (upload,
+    /// completion). See `docs/worker.md`.
     ///
     /// # Panics
     /// If the HTTP clients or the model threads cannot be created (start-up only); use
@@ -78,7 +84,7 @@ impl WorkerPool {
         }
     }
 
-    /// Starts `count` workers on the current tokio runtime.
+    /// Starts one engine and `count` job slots (see [`WorkerPool::spawn`]).
     pub fn try_spawn(
         count: usize,
         store: JobStore,
@@ -92,6 +98,7 @@ impl WorkerPool {
         let loader = ImageLoader::new(image_cfg)?
             .with_local_files(Arc::new(StoredImageFiles::new(own_files, max_bytes)));
         let webhooks = WebhookSender::new(config.webhook.clone())?;
+        let engine = ModelThread::spawn("model".into(), generator)?;
         let shared = Arc::new(Shared {
             store,
             storage,
@@ -101,6 +108,7 @@ impl WorkerPool {
             notify: Notify::new(),
             webhook_wake: Notify::new(),
             deliveries: TaskTracker::new(),
+            engine,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let base = worker_id_base(&shared.config.worker_id_prefix);
@@ -108,11 +116,9 @@ impl WorkerPool {
         let mut ids = Vec::with_capacity(count);
         for n in 0..count {
             let id = format!("{base}-{n}");
-            let model = ModelThread::spawn(format!("model-{n}"), generator.clone())?;
             let worker = Worker {
                 id: id.clone(),
                 shared: shared.clone(),
-                model,
             };
             workers.push(tokio::spawn(worker.run(shutdown_rx.clone())));
             ids.push(id);
@@ -143,6 +149,27 @@ impl WorkerPool {
         &self.ids
     }
 
+    /// The engine's state: [`EngineState::Lost`] once a panic left it unrecoverable (the
+    /// pool then claims no more jobs).
+    pub fn engine_state(&self) -> EngineState {
+        self.shared.engine.state()
+    }
+
+    /// Resolves with the reason once the engine is lost (never while it works).
+    pub fn engine_lost(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut state = self.shared.engine.watch_state();
+        async move {
+            loop {
+                if let EngineState::Lost(why) = &*state.borrow_and_update() {
+                    return why.clone();
+                }
+                if state.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
     /// Stops claiming, lets running jobs finish (up to `shutdown_grace`, after which they are
     /// stopped and left to lease recovery), stops webhook attempts (what is left stays due in
     /// the store for the next process), and waits for everything.
@@ -159,6 +186,8 @@ impl WorkerPool {
         let _ = self.webhook_loop.await;
         self.shared.deliveries.close();
         self.shared.deliveries.wait().await;
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.engine.join()).await;
         tracing::info!("worker pool stopped");
     }
 }
@@ -166,7 +195,6 @@ impl WorkerPool {
 struct Worker {
     id: String,
     shared: Arc<Shared>,
-    model: ModelThread,
 }
 
 impl Worker {
@@ -176,29 +204,41 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            // The engine first, then the claim: a job is claimed (shown IN_PROGRESS) only
+            // when the engine can start it at once.
+            let permit = tokio::select! {
+                p = self.shared.engine.admit() => match p {
+                    Ok(p) => p,
+                    Err(why) => {
+                        tracing::error!(worker = %self.id, reason = %why, "engine lost: this worker claims no more jobs");
+                        let _ = shutdown.wait_for(|stop| *stop).await;
+                        break;
+                    }
+                },
+                _ = shutdown.changed() => continue,
+            };
             // Register interest before looking, so a submit between the claim and the wait
             // is not missed.
             let notified = self.shared.notify.notified();
             match self.shared.store.claim_next(&self.id, cfg.lease).await {
                 Ok(Some(job)) => {
-                    self.run_job(job, &shutdown).await;
+                    self.run_job(job, permit, &shutdown).await;
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(worker = %self.id, error = %e, "claiming a job failed"),
             }
+            drop(permit);
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        let model = self.model;
-        let _ = tokio::task::spawn_blocking(move || model.join()).await;
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    async fn run_job(&self, job: Job, shutdown: &watch::Receiver<bool>) {
+    async fn run_job(&self, job: Job, permit: EnginePermit, shutdown: &watch::Receiver<bool>) {
         let shared = &self.shared;
         let started = Instant::now();
         m::running(1.0);
@@ -215,7 +255,7 @@ impl Worker {
         )
         .await;
 
-        let ending = process(shared, &self.id, &self.model, &job, shutdown).await;
+        let ending = process(shared, &self.id, permit, &job, shutdown).await;
         // The second value: whether the job ended here (its webhook, if any, is now due).
         let (outcome, ended) = match ending {
             Ending::Completed(output) => {

@@ -515,3 +515,198 @@ async fn webhook_retries_survive_a_restart() {
         Some((longcat_store::WebhookState::Delivered, 2))
     );
 }
+
+/// Blocks inside `generate` until the test opens the gate; says when a run has entered.
+struct Gated {
+    entered: std::sync::mpsc::SyncSender<()>,
+    gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    inner: Gradient,
+}
+
+impl VideoGenerator for Gated {
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary, PipelineError> {
+        let _ = self.entered.send(());
+        let _ = self.gate.lock().unwrap().recv();
+        self.inner.generate(request, sink, cancel)
+    }
+}
+
+/// Two job slots share one engine: while the engine runs one job the second job stays
+/// queued (not claimed and shown IN_PROGRESS while it only waits); it runs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_slot_claims_only_when_the_engine_is_free() {
+    let env = env("slots").await;
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(8);
+    let (open, gate) = std::sync::mpsc::channel();
+    let generator = Gated {
+        entered: entered_tx,
+        gate: Mutex::new(gate),
+        inner: Gradient {
+            steps: 1,
+            step_delay: Duration::from_millis(1),
+        },
+    };
+    let pool = WorkerPool::spawn(
+        2,
+        env.store.clone(),
+        env.storage.clone(),
+        Arc::new(generator),
+        config(&env),
+    );
+    let input = json!({"image_url": png_data_uri(), "num_frames": 17});
+    let a = submit(&env.store, input.clone(), None).await;
+    let b = submit(&env.store, input, None).await;
+    pool.notify();
+    let _entered = tokio::task::spawn_blocking(move || {
+        entered.recv().unwrap();
+        entered
+    })
+    .await
+    .unwrap();
+    // The engine holds job a. Give the idle slot many polls (100 ms each) to claim b.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pool.notify();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let jb = env.store.get(&b).await.unwrap().unwrap();
+    let ja = env.store.get(&a).await.unwrap().unwrap();
+    assert_eq!(ja.status, JobStatus::Running);
+    assert_eq!(
+        jb.status,
+        JobStatus::Queued,
+        "b waits in the queue, not on the engine"
+    );
+    assert_eq!(jb.attempts, 0);
+    open.send(()).unwrap();
+    open.send(()).unwrap();
+    for id in [&a, &b] {
+        let job = wait_for(&env.store, id, terminal).await;
+        assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    }
+    pool.shutdown().await;
+}
+
+/// The built-in tiny model whose first run panics (the engine's test hook).
+fn tiny_panicking_first_run() -> Arc<dyn VideoGenerator> {
+    use longcat_pipeline::engine::PanicHook;
+    use longcat_pipeline::generator::{generator_from, GeneratorOptions};
+    let opts = GeneratorOptions::default();
+    let device = opts.device.clone();
+    let dtype = opts.resolved_dtype();
+    let hook = PanicHook::on_runs(&[1]);
+    generator_from(
+        move || {
+            let mut n = longcat_pipeline::tiny::networks(
+                &device,
+                dtype,
+                longcat_pipeline::text_encoder::TextEncoderPolicy::Resident,
+            )?;
+            n.config.panic_hook = Some(hook.clone());
+            Ok(n)
+        },
+        &opts.device,
+    )
+    .unwrap()
+}
+
+/// A job that panics inside the model fails with a clear internal error (500,
+/// `runner_server_error`), the engine is rebuilt, and the next job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_fails_and_the_next_job_completes() {
+    let env = env("panic").await;
+    let pool = WorkerPool::spawn(
+        1,
+        env.store.clone(),
+        env.storage.clone(),
+        tiny_panicking_first_run(),
+        config(&env),
+    );
+    let input = json!({"image_url": png_data_uri(), "num_frames": 17, "guidance_scale": 1.0,
+                       "num_inference_steps": 8, "num_refine_inference_steps": 8});
+    let first = submit(&env.store, input.clone(), None).await;
+    pool.notify();
+    let job = wait_for(&env.store, &first, terminal).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.error.unwrap();
+    assert_eq!(error.kind, "internal");
+    assert!(
+        error
+            .message
+            .contains("the model panicked during generation")
+            && error.message.contains("the engine was rebuilt"),
+        "{}",
+        error.message
+    );
+    let second = submit(&env.store, input, None).await;
+    pool.notify();
+    let job = wait_for(&env.store, &second, terminal).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!(pool.engine_state(), longcat_worker::EngineState::Ready);
+    pool.shutdown().await;
+}
+
+/// Panics in every run and cannot be recovered.
+struct Broken;
+
+impl VideoGenerator for Broken {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: "broken".into(),
+            smoke_test_model: true,
+            native_fps: 30,
+        }
+    }
+    fn generate(
+        &self,
+        _: &GenerationRequest,
+        _: &mut dyn GenerationSink,
+        _: &CancelToken,
+    ) -> Result<GenerationSummary, PipelineError> {
+        panic!("broken test generator")
+    }
+    fn recover(&self) -> Result<(), PipelineError> {
+        Err(PipelineError::Unavailable("cannot rebuild (test)".into()))
+    }
+}
+
+/// An engine that cannot recover is reported lost and takes no more jobs (they stay queued
+/// for another process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_engine_is_reported_and_claims_nothing_more() {
+    let env = env("lost").await;
+    let pool = WorkerPool::spawn(
+        2,
+        env.store.clone(),
+        env.storage.clone(),
+        Arc::new(Broken),
+        config(&env),
+    );
+    let input = json!({"image_url": png_data_uri(), "num_frames": 17});
+    let first = submit(&env.store, input.clone(), None).await;
+    pool.notify();
+    let job = wait_for(&env.store, &first, terminal).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    let message = job.error.unwrap().message;
+    assert!(message.contains("could not be recovered"), "{message}");
+    let why = tokio::time::timeout(Duration::from_secs(30), pool.engine_lost())
+        .await
+        .unwrap();
+    assert!(why.contains("cannot rebuild (test)"), "{why}");
+    assert!(matches!(
+        pool.engine_state(),
+        longcat_worker::EngineState::Lost(_)
+    ));
+    let second = submit(&env.store, input, None).await;
+    pool.notify();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let job = env.store.get(&second).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    pool.shutdown().await;
+}

@@ -4,26 +4,56 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use longcat_model::conv3d::{DEFAULT_BAND_ELEMS, MAX_KERNEL_ELEMS};
-use longcat_model::vae::{kernel_plan, VaeConfig, VaePass, WanVae};
+use longcat_model::vae::{kernel_plan, VaeConfig, VaePass, VaeTiling, WanVae};
 
 use super::median_of;
+use super::mem::{current_rss, fmt_bytes, peak_rss, reset_peak_rss};
 
-/// `longcat bench vae`: decode of a `[1, 16, T, H, W]` latent with the full-width VAE (Wan 2.1,
-/// base_dim 96, random weights), CPU f32.
-pub fn bench_decode(latent: [usize; 3], reps: usize) -> Result<()> {
+/// `longcat bench vae`: decode of a `[1, 16, T, H, W]` latent (or, with `encode`, encode of
+/// the matching video) with the full-width VAE (Wan 2.1, base_dim 96, random weights), CPU
+/// f32, optionally tiled; reports the median time and the peak RSS over the runs minus the
+/// RSS before them (weights and input already resident).
+pub fn bench_pass(
+    latent: [usize; 3],
+    reps: usize,
+    tile: Option<VaeTiling>,
+    encode: bool,
+) -> Result<()> {
     let dev = Device::Cpu;
-    let vae = WanVae::random(&VaeConfig::default(), 7, &dev, DType::F32)?;
+    let mut vae = WanVae::random(&VaeConfig::default(), 7, &dev, DType::F32)?;
+    vae.set_tiling(tile);
     let [t, h, w] = latent;
-    let z = Tensor::randn(0f32, 1.0, (1, 16, t, h, w), &dev)?;
+    let input = if encode {
+        Tensor::randn(
+            0f32,
+            0.5,
+            (1, 3, 1 + 4 * t.saturating_sub(1), 8 * h, 8 * w),
+            &dev,
+        )?
+    } else {
+        Tensor::randn(0f32, 1.0, (1, 16, t, h, w), &dev)?
+    };
+    let before = current_rss();
+    reset_peak_rss();
     let time = median_of(reps, || {
-        vae.decode(&z)?;
+        if encode {
+            vae.encode(&input)?;
+        } else {
+            vae.decode(&input)?;
+        }
         Ok(())
     })?;
+    let peak = peak_rss();
+    let tiling = tile.map_or("untiled".to_string(), |t| format!("tile {t}"));
     println!(
-        "vae decode latent {t}x{h}x{w} (base_dim 96, band {} elements), {} threads, median of {reps}: {:.1} ms",
+        "vae {} latent {t}x{h}x{w} (base_dim 96, band {} elements, {tiling}), {} threads, median of {reps}: {:.1} ms; peak RSS {} ({} above the {} before)",
+        if encode { "encode" } else { "decode" },
         vae.band_elems(),
         candle_core::utils::get_num_threads(),
-        time.as_secs_f64() * 1e3
+        time.as_secs_f64() * 1e3,
+        fmt_bytes(peak),
+        fmt_bytes(peak.zip(before).map(|(p, b)| p.saturating_sub(b))),
+        fmt_bytes(before),
     );
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use longcat_media::{EncoderConfig, VideoOptions};
+use longcat_model::vae::VaeTiling;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::CancelToken;
@@ -40,6 +41,9 @@ pub struct GenerateArgs {
     /// Where the text encoder stays after the prompts are encoded: resident, offload or reload.
     #[arg(long, env = "LONGCAT_TEXT_ENCODER", default_value = "offload", value_name = "POLICY", value_parser = crate::device::parse_text_encoder, long_help = crate::device::TEXT_ENCODER_HELP)]
     text_encoder: TextEncoderPolicy,
+    /// Spatial tiling of the VAE, TILE[,OVERLAP] in latent pixels [default: off].
+    #[arg(long, env = "LONGCAT_VAE_TILING", value_name = "TILE[,OVERLAP]", long_help = crate::device::VAE_TILING_HELP)]
+    vae_tiling: Option<VaeTiling>,
 }
 
 /// Runs `longcat generate`.
@@ -74,6 +78,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         device,
         dtype: None,
         text_encoder: args.text_encoder,
+        vae_tiling: args.vae_tiling,
     })?;
     let info = generator.info();
     if info.smoke_test_model {

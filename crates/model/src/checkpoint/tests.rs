@@ -7,11 +7,12 @@ use serde_json::Value;
 use super::*;
 use crate::umt5::Umt5Encoder;
 
+/// The goldens, only ever from `LONGCAT_GOLDENS` (tests reach nothing else outside the
+/// repository).
 fn goldens_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("LONGCAT_GOLDENS") {
-        return PathBuf::from(dir);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/goldens")
+    std::env::var_os("LONGCAT_GOLDENS")
+        .map(PathBuf::from)
+        .expect("LONGCAT_GOLDENS must name the golden directory (scripts/test.sh sets it; default there: ../shared/goldens)")
 }
 
 fn sidecar(stem: &str) -> Value {

@@ -15,6 +15,10 @@ use tokio::sync::Notify;
 
 /// The key the test servers accept.
 pub const KEY: &str = "test-key-123";
+/// A second tenant's key (id `other`).
+pub const KEY2: &str = "test-key-456";
+/// An admin key (id `ops`): sees every key's jobs.
+pub const ADMIN_KEY: &str = "test-admin-789";
 /// The endpoint.
 pub const EP: &str = "fal-ai/longcat-video/image-to-video/720p";
 /// The JS client's proxy route.
@@ -145,6 +149,8 @@ pub struct Opts {
     pub workers: usize,
     pub max_queue_depth: u64,
     pub retention: Option<Duration>,
+    /// Adjusts the configuration before the server starts.
+    pub configure: Option<fn(&mut ServerConfig)>,
 }
 
 impl Default for Opts {
@@ -154,6 +160,7 @@ impl Default for Opts {
             workers: 1,
             max_queue_depth: 0,
             retention: None,
+            configure: None,
         }
     }
 }
@@ -169,7 +176,7 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start(opts: Opts) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             port: 0,
             database_url: format!("sqlite://{}", dir.path().join("jobs.db").display()),
             storage: dir.path().join("files").display().to_string(),
@@ -179,7 +186,11 @@ impl TestServer {
                 None
             },
             api_keys: if opts.keys {
-                vec![ApiKey::from_plain(KEY)]
+                let mut other = ApiKey::from_plain(KEY2);
+                other.id = "other".into();
+                let mut admin = ApiKey::from_plain(ADMIN_KEY).into_admin();
+                admin.id = "ops".into();
+                vec![ApiKey::from_plain(KEY), other, admin]
             } else {
                 vec![]
             },
@@ -193,6 +204,9 @@ impl TestServer {
             poll_interval: Duration::from_millis(50),
             ..ServerConfig::default()
         };
+        if let Some(configure) = opts.configure {
+            configure(&mut config);
+        }
         let handle = longcat_server::run(config).await.expect("server starts");
         let base = handle.base_url().to_owned();
         Self {

@@ -941,3 +941,28 @@ pub async fn object_lifecycle(store: JobStore) {
         vec!["uploads/b"]
     );
 }
+
+/// `summary` reads the status columns (owner, state, times, error) without the input.
+pub async fn summary_reads_status_columns(store: JobStore) {
+    let mut nj = new_job("sum-1");
+    nj.key_id = Some("key-a".into());
+    store.submit(nj).await.unwrap();
+    let s = store.summary("sum-1").await.unwrap().expect("stored");
+    assert_eq!(s.id, "sum-1");
+    assert_eq!(s.key_id.as_deref(), Some("key-a"));
+    assert_eq!(s.status, JobStatus::Queued);
+    assert!(s.started_at.is_none() && s.finished_at.is_none() && s.error.is_none());
+    let job = store
+        .claim_next("w1", LEASE)
+        .await
+        .unwrap()
+        .expect("claimed");
+    let mut err = JobError::new("validation", "bad image");
+    err.detail = Some(json!([{"loc": ["body", "image_url"]}]));
+    assert!(store.fail(&job.id, "w1", err.clone()).await.unwrap());
+    let s = store.summary("sum-1").await.unwrap().expect("stored");
+    assert_eq!(s.status, JobStatus::Failed);
+    assert_eq!(s.error, Some(err));
+    assert!(s.started_at.is_some() && s.finished_at.is_some());
+    assert!(store.summary("nope").await.unwrap().is_none());
+}
