@@ -315,10 +315,10 @@ fn official_dit_config() -> Result<DitConfig> {
 
 /// Matmul and attention FLOPs of one DiT forward.
 ///
-/// Per block, with n tokens, c = 4096, f the FFN width, l text tokens:
-/// 2nc²·4 (qkv, out) + 2nc²·2 (cross q, out) + 2lc²·2 (cross k, v) + 2ncf·3 (SwiGLU)
-/// + 4nlc (cross attention) + 4c·Σ keys attended per query row (self attention: n² dense;
-/// with BSA 64·(Nc·kc + Nn·kn) per query row block, k = ⌊(1−s)·key blocks⌋ per call).
+/// Per block, with n tokens, c = 4096, f the FFN width, l text tokens: 2nc²·4 (qkv, out),
+/// 2nc²·2 (cross q, out), 2lc²·2 (cross k, v), 2ncf·3 (SwiGLU), 4nlc (cross attention) and
+/// 4c·A for self attention, where A sums the keys each query row attends to: n² dense; with
+/// BSA 64·(Nc·kc + Nn·kn), k = ⌊(1−s)·key blocks⌋ per call (condition and noise calls).
 fn dit_forward_flops(cfg: &DitConfig, n: usize, l: usize, attended: f64) -> f64 {
     let (n, c, f, l) = (
         n as f64,
