@@ -4,6 +4,7 @@ mod bench;
 mod device;
 mod generate;
 mod goldens;
+mod gpu_check;
 mod serve;
 mod weights_cmd;
 mod worker_cmd;
@@ -36,6 +37,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// CUDA kernel checks and timings on the GPU (a `cuda` build): see scripts/gpu-check.sh.
+    GpuCheck(gpu_check::GpuCheckArgs),
     /// Checkpoint tools: `weights check DIR` validates a checkpoint from its headers.
     Weights {
         #[command(subcommand)]
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => worker_cmd::run(*args),
         Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
         Command::Weights { command } => weights_cmd::run(command),
+        Command::GpuCheck(args) => gpu_check::run(args),
     };
     match result {
         Ok(code) => code,
