@@ -4,6 +4,8 @@ mod bench;
 mod device;
 mod generate;
 mod goldens;
+mod gpu_check;
+mod logging;
 mod serve;
 mod weights_cmd;
 mod worker_cmd;
@@ -14,6 +16,16 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "longcat", version, about)]
 struct Cli {
+    /// Log line format on stderr: `text` or `json` (one object per line, with the span
+    /// fields such as `request_id`); see docs/server.md#logs.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "LONGCAT_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +48,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// CUDA kernel checks and timings on the GPU (a `cuda` build): see scripts/gpu-check.sh.
+    GpuCheck(gpu_check::GpuCheckArgs),
     /// Checkpoint tools: `weights check DIR` validates a checkpoint from its headers.
     Weights {
         #[command(subcommand)]
@@ -44,14 +58,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
         Command::Goldens { command } => goldens::run(command),
@@ -59,6 +67,7 @@ fn main() -> std::process::ExitCode {
         Command::Worker(args) => worker_cmd::run(*args),
         Command::Bench { command } => bench::run(command).map(|()| std::process::ExitCode::SUCCESS),
         Command::Weights { command } => weights_cmd::run(command),
+        Command::GpuCheck(args) => gpu_check::run(args),
     };
     match result {
         Ok(code) => code,

@@ -10,5 +10,5 @@ pub mod golden;
 pub mod runner;
 
 pub use error::GoldenError;
-pub use golden::{GoldenFile, TensorResult, Tolerance};
-pub use runner::{check_dir, Report};
+pub use golden::{GoldenFile, Target, TensorResult, Tolerance};
+pub use runner::{check_dir, check_dir_on, Report};

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::checks::{checker_for, Checker};
 use crate::error::GoldenError;
-use crate::golden::{GoldenFile, TensorResult};
+use crate::golden::{GoldenFile, Target, TensorResult};
 
 /// A file that was not checked, and why.
 #[derive(Debug, Clone)]
@@ -34,13 +34,27 @@ impl Report {
         self.results.iter().filter(|r| r.passed).count()
     }
 
+    /// Number of tensors reported as drift (checks off the f32 contract).
+    pub fn drift(&self) -> usize {
+        self.results.iter().filter(|r| r.drift && r.passed).count()
+    }
+
     /// Number of failing tensors.
     pub fn failed(&self) -> usize {
         self.results.iter().filter(|r| !r.passed).count()
     }
 
-    /// The closing line: `N passed, N failed, N skipped`.
+    /// The closing line: `N passed, N failed, N skipped` (`N drift reported, N failed, ...`
+    /// off the f32 contract).
     pub fn summary_line(&self) -> String {
+        if self.drift() > 0 {
+            return format!(
+                "{} drift reported, {} failed, {} skipped",
+                self.drift(),
+                self.failed(),
+                self.skipped.len()
+            );
+        }
         format!(
             "{} passed, {} failed, {} skipped",
             self.passed(),
@@ -56,9 +70,16 @@ fn is_golden_sidecar(sidecar: &Value) -> bool {
     sidecar.get("produced_by").is_some() && sidecar.get("tensors").is_some()
 }
 
-/// Checks every golden file in `dir`, calling `on_result` as each tensor is decided.
-pub fn check_dir(
+/// Checks every golden file in `dir` on the CPU in f32, calling `on_result` as each tensor
+/// is decided.
+pub fn check_dir(dir: &Path, on_result: impl FnMut(&TensorResult)) -> Result<Report, GoldenError> {
+    check_dir_on(dir, Target::default(), on_result)
+}
+
+/// [`check_dir`] on another device or dtype (see [`Target`]).
+pub fn check_dir_on(
     dir: &Path,
+    target: Target,
     mut on_result: impl FnMut(&TensorResult),
 ) -> Result<Report, GoldenError> {
     let mut stems: Vec<String> = std::fs::read_dir(dir)
@@ -87,7 +108,7 @@ pub fn check_dir(
                 continue;
             }
         }
-        let golden = match GoldenFile::load(dir, &stem) {
+        let golden = match GoldenFile::load_for(dir, &stem, target.clone()) {
             Ok(g) => g,
             Err(e) => {
                 let r = TensorResult {
@@ -96,6 +117,7 @@ pub fn check_dir(
                     max_abs: f64::NAN,
                     rel: f64::NAN,
                     passed: false,
+                    drift: false,
                     note: Some(e.to_string()),
                 };
                 on_result(&r);
@@ -133,7 +155,11 @@ pub fn check_dir(
 
 /// Formats one result as the CLI prints it.
 pub fn format_result(r: &TensorResult) -> String {
-    let verdict = if r.passed { "PASS" } else { "FAIL" };
+    let verdict = match (r.passed, r.drift) {
+        (false, _) => "FAIL",
+        (true, true) => "DRIFT",
+        (true, false) => "PASS",
+    };
     let mut line = format!(
         "{verdict} {}/{} max_abs={:.3e} rel={:.3e}",
         r.file, r.tensor, r.max_abs, r.rel

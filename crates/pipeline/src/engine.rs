@@ -278,20 +278,22 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         let cfg_on = mode == Stage1Mode::Full && req.guidance_scale > 1.0;
         // The text encoder is on the device only while this job's prompts are encoded
         // (its policy decides what release does).
-        self.text.acquire()?;
-        let encoded = (|| {
-            cancel.check()?;
-            let positive = self.text.encode_prompt(&req.prompt)?;
-            cancel.check()?;
-            let negative = if cfg_on {
-                Some(self.text.encode_prompt(&req.negative_prompt)?)
-            } else {
-                None
-            };
-            Ok::<_, PipelineError>((positive, negative))
-        })();
-        self.text.release()?;
-        let (positive, negative) = encoded?;
+        let (positive, negative) = stage(tracing::info_span!("text_encode"), || {
+            self.text.acquire()?;
+            let encoded = (|| {
+                cancel.check()?;
+                let positive = self.text.encode_prompt(&req.prompt)?;
+                cancel.check()?;
+                let negative = if cfg_on {
+                    Some(self.text.encode_prompt(&req.negative_prompt)?)
+                } else {
+                    None
+                };
+                Ok::<_, PipelineError>((positive, negative))
+            })();
+            self.text.release()?;
+            encoded
+        })?;
         cancel.check()?;
 
         rep.report(Stage::EncodeImage, 0, 0, 1);
@@ -357,7 +359,8 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
             guidance_scale: ctx.guidance,
             shift: cfg.shift,
         };
-        let latents = {
+        let span = tracing::info_span!("denoise", segment = seg_no, steps = ctx.steps);
+        let latents = stage(span, || {
             let mut on_step = |s: u32, t: u32| {
                 // The panic test hook (see `PanicHook`), mid-run with the DiT mode set.
                 if panic_now {
@@ -382,7 +385,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                     &base,
                     noise,
                     &mut hooks,
-                )?
+                )
             } else {
                 let cond = frames_to_tensor(ctx.stage1_tail.iter(), &self.device)?;
                 let args = ContinuationArgs {
@@ -398,26 +401,29 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                     &args,
                     noise,
                     &mut hooks,
-                )?
+                )
             }
-        };
+        })?;
         cancel.check()?;
         rep.report(Stage::Decode, seg_no, 0, 1);
         let mut decoded: Vec<RgbImage> = Vec::with_capacity(seg.frames);
-        stream_frames(
-            &self.vae,
-            &latents,
-            FrameWindow {
-                skip: 0,
-                take: seg.frames,
-            },
-            0,
-            cancel,
-            &mut |f| {
-                decoded.push(frame_image(f));
-                Ok(())
-            },
-        )?;
+        let span = tracing::info_span!("vae_decode", segment = seg_no, pass = "stage1");
+        stage(span, || {
+            stream_frames(
+                &self.vae,
+                &latents,
+                FrameWindow {
+                    skip: 0,
+                    take: seg.frames,
+                },
+                0,
+                cancel,
+                &mut |f| {
+                    decoded.push(frame_image(f));
+                    Ok(())
+                },
+            )
+        })?;
         drop(latents);
         // The refinement window: the previous segment's last stage-1 frames (as handed
         // over), then this segment's new frames.
@@ -448,7 +454,8 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
             spatial_only: cfg.spatial_only,
         };
         let (h, w) = ctx.refine_size;
-        let (latents, layout) = {
+        let span = tracing::info_span!("refine", segment = seg_no, steps = ctx.refine_steps);
+        let (latents, layout) = stage(span, || {
             let mut on_step = |s: u32, t: u32| {
                 rep.done += 1;
                 rep.report(Stage::Refine, seg_no, s, t);
@@ -470,8 +477,8 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                 &args,
                 noise,
                 &mut hooks,
-            )?
-        };
+            )
+        })?;
         drop(window);
         drop(cond_video);
         cancel.check()?;
@@ -489,16 +496,33 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         let first = ctx.delivered;
         let tail = &mut ctx.refined_tail;
         let sink = &mut *rep.sink;
-        let n = stream_frames(&self.vae, &latents, window, first, cancel, &mut |f| {
-            tail.push_back(frame_image(f.clone()));
-            if tail.len() > keep_tail {
-                tail.pop_front();
-            }
-            Ok(sink.frame(f)?)
+        let span = tracing::info_span!("vae_decode", segment = seg_no, pass = "refine");
+        let n = stage(span, || {
+            stream_frames(&self.vae, &latents, window, first, cancel, &mut |f| {
+                tail.push_back(frame_image(f.clone()));
+                if tail.len() > keep_tail {
+                    tail.pop_front();
+                }
+                Ok(sink.frame(f)?)
+            })
         })?;
         ctx.delivered += n as u32;
         Ok(())
     }
+}
+
+/// Runs one pipeline stage inside `span` (a child of the caller's span, e.g. the worker's
+/// `job` span with its `request_id`) and logs its end with the duration at debug level.
+fn stage<T>(span: tracing::Span, run: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _entered = span.enter();
+    let started = Instant::now();
+    let out = run();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        ok = out.is_ok(),
+        "stage finished"
+    );
+    out
 }
 
 /// State carried from one segment to the next.

@@ -16,6 +16,7 @@ use longcat_store::{
     CancelOutcome, Job, JobError, JobStatus, JobSummary, LogLine, NewJob, Priority, SubmitOptions,
 };
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::auth::Caller;
 use crate::dispatch::{app_matches, FalOp};
@@ -24,13 +25,51 @@ use crate::router::FalRequest;
 use crate::state::AppState;
 use crate::{sse, REQUEST_ID_HEADER};
 
-/// Runs one fal operation.
+/// Runs one fal operation inside its `request` span.
 pub async fn handle(
     state: &Arc<AppState>,
     op: FalOp,
     req: FalRequest,
 ) -> Result<Response, ApiError> {
+    let span = request_span(&op);
+    handle_op(state, op, req).instrument(span).await
+}
+
+/// The span of one fal operation: `op`, `endpoint` (the endpoint id, or the app of a
+/// request path), `request_id` (from the path, or once a submit has stored the job) and
+/// `key_id` (once the caller is authenticated). See docs/server.md#logs.
+fn request_span(op: &FalOp) -> tracing::Span {
+    let (name, endpoint, id) = match op {
+        FalOp::Run { endpoint } => ("run", endpoint, None),
+        FalOp::Stream { endpoint } => ("stream", endpoint, None),
+        FalOp::Submit { endpoint } => ("submit", endpoint, None),
+        FalOp::Status { app, id } => ("status", app, Some(id)),
+        FalOp::StatusStream { app, id } => ("status_stream", app, Some(id)),
+        FalOp::Result { app, id } => ("result", app, Some(id)),
+        FalOp::Cancel { app, id } => ("cancel", app, Some(id)),
+    };
+    let span = tracing::info_span!(
+        "request",
+        op = name,
+        endpoint = %endpoint,
+        request_id = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+    );
+    if let Some(id) = id {
+        span.record("request_id", id.as_str());
+    }
+    span
+}
+
+async fn handle_op(
+    state: &Arc<AppState>,
+    op: FalOp,
+    req: FalRequest,
+) -> Result<Response, ApiError> {
     let caller = state.auth.check(&req.headers)?;
+    if let Some(key) = &caller.key_id {
+        tracing::Span::current().record("key_id", key.as_str());
+    }
     match op {
         FalOp::Submit { endpoint } => submit(state, &endpoint, &req, caller.key_id, true).await,
         FalOp::Run { endpoint } => run(state, &endpoint, &req, caller.key_id, false).await,
@@ -73,6 +112,7 @@ pub async fn handle(
                 CancelOutcome::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             };
             metrics::counter!("longcat_cancel_requests_total", "outcome" => status).increment(1);
+            tracing::info!(outcome = status, "cancel requested");
             Ok(with_request_id(
                 json_response(code, json!({ "status": status })),
                 &job.id,
@@ -220,6 +260,8 @@ async fn enqueue(
             },
         )
         .await?;
+    tracing::Span::current().record("request_id", job.id.as_str());
+    tracing::info!(priority = ?headers.priority, webhook = job.webhook_url.is_some(), "request queued");
     state.notify_workers();
     metrics::counter!("longcat_requests_submitted_total", "mode" => if webhook { "queue" } else { "sync" })
         .increment(1);

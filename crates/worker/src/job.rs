@@ -187,6 +187,7 @@ async fn run_inner(
             events: events_tx,
             reply: reply_tx,
             permit,
+            span: tracing::Span::current(),
         })
         .map_err(|e| Failure::Internal(e.to_string()))?;
     log(

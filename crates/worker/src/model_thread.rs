@@ -75,6 +75,9 @@ pub(crate) struct Task {
     pub reply: oneshot::Sender<Result<Generated, GenerateError>>,
     /// Released when the engine is done with the job (after a rebuild, if it panicked).
     pub permit: EnginePermit,
+    /// The job's span (`request_id`, `worker`, `attempt`), entered on the model thread for
+    /// the whole task so the pipeline's and encoder's log lines carry the request id.
+    pub span: tracing::Span,
 }
 
 /// Handle to a pool's engine thread.
@@ -102,7 +105,9 @@ impl ModelThread {
                     events,
                     reply,
                     permit,
+                    span,
                 } = task;
+                let _job = span.enter();
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     run(
                         generator.as_ref(),
@@ -217,6 +222,7 @@ impl GenerationSink for EncodingSink<'_> {
     }
 
     fn log(&mut self, message: &str) {
+        tracing::debug!(message, "generator");
         let _ = self.events.send(Event::Log(message.to_string()));
     }
 
@@ -257,10 +263,18 @@ fn run(
             other => GenerateError::Failed(other.to_string()),
         })?;
     let generate_seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        frames = summary.frames,
+        width = summary.width,
+        height = summary.height,
+        seconds = generate_seconds,
+        "generation finished"
+    );
     // A cancel that arrived after the last step still wins: the user asked to stop.
     if cancel.is_cancelled() {
         return Err(GenerateError::Cancelled);
     }
+    let _encode = tracing::info_span!("video_encode").entered();
     let finishing = Instant::now();
     let encoder = sink
         .encoder
@@ -269,10 +283,16 @@ fn run(
     let video = encoder
         .finish()
         .map_err(|e| GenerateError::Failed(format!("video encoding failed: {e}")))?;
+    let encode_finish_seconds = finishing.elapsed().as_secs_f64();
+    tracing::info!(
+        bytes = video.file_size,
+        seconds = encode_finish_seconds,
+        "video encoded"
+    );
     Ok(Generated {
         summary,
         video,
         generate_seconds,
-        encode_finish_seconds: finishing.elapsed().as_secs_f64(),
+        encode_finish_seconds,
     })
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use longcat_store::{DueWebhook, WebhookNext};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::failure::job_outcome;
 use crate::metrics as m;
@@ -33,8 +34,15 @@ pub(crate) async fn webhook_loop(shared: Arc<Shared>, mut shutdown: watch::Recei
         while shared.deliveries.len() < MAX_IN_FLIGHT {
             match shared.store.claim_due_webhook(claim_hold(&shared)).await {
                 Ok(Some(due)) => {
+                    // The webhook is sent after the job's own span ended (possibly by
+                    // another process): its own span carries the request id.
+                    let span = tracing::info_span!(
+                        "webhook",
+                        request_id = %due.job.id,
+                        attempt = due.attempt,
+                    );
                     let task = deliver(shared.clone(), due, shutdown.clone());
-                    shared.deliveries.spawn(task);
+                    shared.deliveries.spawn(task.instrument(span));
                 }
                 Ok(None) => break,
                 Err(e) => {

@@ -12,6 +12,7 @@ use longcat_store::{Job, JobStore};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::WorkerConfig;
 use crate::failure::Failure;
@@ -222,7 +223,14 @@ impl Worker {
             let notified = self.shared.notify.notified();
             match self.shared.store.claim_next(&self.id, cfg.lease).await {
                 Ok(Some(job)) => {
-                    self.run_job(job, permit, &shutdown).await;
+                    let span = tracing::info_span!(
+                        "job",
+                        request_id = %job.id,
+                        worker = %self.id,
+                        attempt = job.attempts,
+                        endpoint = %job.endpoint,
+                    );
+                    self.run_job(job, permit, &shutdown).instrument(span).await;
                     continue;
                 }
                 Ok(None) => {}

@@ -13,6 +13,8 @@
 //! Neither materialises a `rows × keys` score matrix nor a whole-tensor f32 copy of q, k or v.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod reference;
 mod softmax;
 pub mod tiled;
@@ -26,7 +28,8 @@ pub use softmax::exp2;
 /// Which implementation a call uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// The native CPU kernel where it applies (CPU, f32), else the tiled tensor ops.
+    /// The native kernel where it applies (CPU f32; CUDA bf16 with head size 64 or 128 in a
+    /// `cuda` build), else the tiled tensor ops.
     Auto,
     /// Always the tiled tensor ops (the reference).
     Tiled,
@@ -94,6 +97,10 @@ pub fn flash_attention_with(
         );
         return Ok(Tensor::from_vec(out, (b, h, sq, d), &Device::Cpu)?);
     }
+    #[cfg(feature = "cuda")]
+    if kernel == Kernel::Auto && cuda::applies(&[q, k, v]) {
+        return cuda::dense(q, k, v, key_bias.as_ref(), scale);
+    }
     tiled::dense(q, k, v, key_bias.as_ref(), scale)
 }
 
@@ -150,7 +157,23 @@ pub fn block_sparse_attention(
         );
         return Ok(Tensor::from_vec(out, (bh, sq, d), &Device::Cpu)?);
     }
+    #[cfg(feature = "cuda")]
+    if kernel == Kernel::Auto && cuda::applies(&[q, k, v]) {
+        return cuda::block_sparse(q, k, v, ids, lens, cq, ck, scale);
+    }
     tiled::block_sparse(q, k, v, ids, lens, cq, ck, scale)
+}
+
+/// Whether [`flash_attention`] / [`block_sparse_attention`] send these tensors to the CUDA
+/// kernel (always false without the `cuda` feature).
+pub fn cuda_kernel_applies(ts: &[&Tensor]) -> bool {
+    #[cfg(feature = "cuda")]
+    return cuda::applies(ts);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = ts;
+        false
+    }
 }
 
 /// Whether the native CPU kernel handles these tensors (CPU, f32, contiguous last dim).

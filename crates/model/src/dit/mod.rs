@@ -176,6 +176,12 @@ impl LongCatDit {
         Self::new(cfg, random::random_var_builder(seed, dtype, device))
     }
 
+    /// A DiT with random weights drawn on `device` by its own generator (fast at full size on
+    /// a GPU; not reproducible across devices): for benchmarks.
+    pub fn random_on_device(cfg: DitConfig, device: &Device, dtype: DType) -> Result<Self> {
+        Self::new(cfg, random::device_random_var_builder(dtype, device))
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DitConfig {
         &self.cfg

@@ -98,6 +98,55 @@ impl SimpleBackend for RandomBackend {
     }
 }
 
+/// Random tensors drawn by the device's own generator (`Tensor::randn` on the device), with
+/// the scales of [`RandomBackend`]: full-size weights in seconds on a GPU, where the seeded
+/// host draws would take many minutes. Reproducible only through the device's seed.
+struct DeviceRandomBackend;
+
+impl SimpleBackend for DeviceRandomBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let dims = s.dims();
+        let z = Tensor::randn(0f32, 1.0, s.clone(), dev)?;
+        let t = if (name.contains("norm") && dims.len() == 1 && name.ends_with("weight"))
+            || name.ends_with("gamma")
+        {
+            z.affine(0.05, 1.0)?
+        } else if dims.len() <= 1 {
+            z.affine(0.02, 0.0)?
+        } else {
+            let fan_in: usize = dims[1..].iter().product();
+            z.affine(1.0 / (fan_in.max(1) as f64).sqrt(), 0.0)?
+        };
+        t.to_dtype(dtype)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights need a shape for `{name}`")
+    }
+
+    fn contains_tensor(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+/// A `VarBuilder` of random weights drawn on `device` by its own generator (see
+/// [`DeviceRandomBackend`]): for benchmarks of full-size networks on a GPU.
+pub fn device_random_var_builder(dtype: DType, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(DeviceRandomBackend), dtype, device.clone())
+}
+
 /// A `VarBuilder` whose every tensor is drawn deterministically from `seed` and its name.
 pub fn random_var_builder(seed: u64, dtype: DType, device: &Device) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(RandomBackend { seed }), dtype, device.clone())

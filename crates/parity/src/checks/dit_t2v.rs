@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
 use longcat_model::dit::{DitConfig, DitTrace, LongCatDit, TextInput};
 
 use crate::golden::{GoldenFile, Tolerance};
@@ -25,8 +24,8 @@ pub(crate) fn load_dit(golden: &GoldenFile) -> anyhow::Result<LongCatDit> {
     Ok(LongCatDit::load(
         cfg,
         &[weights_path],
-        &Device::Cpu,
-        DType::F32,
+        golden.device(),
+        golden.dtype(),
     )?)
 }
 

@@ -2,7 +2,6 @@
 //! in both the unmerged (output delta) and the merged (weight delta) mode.
 
 use anyhow::Context;
-use candle_core::DType;
 use longcat_model::dit::TextInput;
 use longcat_model::lora::{LoraMode, LoraWeights};
 
@@ -48,7 +47,7 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     for (name, stem) in files {
         let stem = stem.as_str().context("lora file name is not a string")?;
         let path = golden.dir.join(format!("{stem}.safetensors"));
-        let weights = LoraWeights::load(&path, dit.device(), DType::F32)
+        let weights = LoraWeights::load(&path, dit.device(), golden.dtype())
             .with_context(|| format!("loading {}", path.display()))?;
         dit.register_lora(name, weights)?;
         names.push(name.clone());

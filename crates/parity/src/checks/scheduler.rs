@@ -55,7 +55,7 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
         let sample = golden.input("step.sample")?;
         let model_output = golden.input("step.model_output")?;
         let timestep = golden
-            .input("step.timestep")?
+            .input_cpu("step.timestep")?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let t = *timestep.first().context("empty step.timestep")?;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
 use longcat_model::checkpoint::TrackedWeights;
 use longcat_model::umt5::{to_prompt_embeds, Umt5Config, Umt5Encoder};
 
@@ -27,7 +26,9 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let path = weights_path(golden);
     let weights = Arc::new(TrackedWeights::open_file(&path)?);
     let encoder = weights
-        .build(DType::F32, &Device::Cpu, |vb| Umt5Encoder::new(&cfg, vb))
+        .build(golden.dtype(), golden.device(), |vb| {
+            Umt5Encoder::new(&cfg, vb)
+        })
         .with_context(|| path.display().to_string())?;
     let unused = weights.unused();
     anyhow::ensure!(

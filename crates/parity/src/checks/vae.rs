@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use candle_core::{DType, Device};
 use longcat_model::checkpoint::TrackedWeights;
 use longcat_model::vae::{VaeConfig, WanVae};
 
@@ -18,7 +17,7 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let path = weights_path(golden);
     let weights = Arc::new(TrackedWeights::open_file(&path)?);
     let vae = weights
-        .build(DType::F32, &Device::Cpu, |vb| WanVae::new(&cfg, vb))
+        .build(golden.dtype(), golden.device(), |vb| WanVae::new(&cfg, vb))
         .with_context(|| path.display().to_string())?;
     let unused = weights.unused();
     anyhow::ensure!(
@@ -28,7 +27,9 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     );
     let tol = Tolerance::COMPONENT;
 
-    let video = golden.input("video")?;
+    // The VAE takes its input in its own dtype (the pipeline's codec casts the same way).
+    let dtype = golden.dtype();
+    let video = golden.input("video")?.to_dtype(dtype)?;
     let post = vae.encode(&video)?;
     golden.check_float("encode.mean", &post.mean, tol);
     golden.check_float("encode.logvar", &post.logvar, tol);
@@ -38,16 +39,16 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
         &vae.normalize_latents(&post.mean)?,
         tol,
     );
-    let noise = golden.input("encode.sample_noise")?;
+    let noise = golden.input("encode.sample_noise")?.to_dtype(dtype)?;
     golden.check_float("encode.sample", &post.sample(&noise)?, tol);
 
-    let image = golden.input("image")?;
+    let image = golden.input("image")?.to_dtype(dtype)?;
     let img_post = vae.encode(&image)?;
     golden.check_float("encode_image.mean", &img_post.mean, tol);
     golden.check_float("encode_image.logvar", &img_post.logvar, tol);
 
     let z_norm = golden.input("decode.z_normalized")?;
-    let z = vae.denormalize_latents(&z_norm)?;
+    let z = vae.denormalize_latents(&z_norm.to_dtype(dtype)?)?;
     golden.check_float("decode.z", &z, tol);
     golden.check_float("decode.video", &vae.decode(&z)?, tol);
 

@@ -2,7 +2,6 @@
 //! distilled schedule, no CFG): `stage1::generate_i2v`, then the decode.
 
 use anyhow::{ensure, Context};
-use candle_core::Device;
 use longcat_pipeline::api::CancelToken;
 use longcat_pipeline::components::{Denoiser, DenoiserMode, LoraKind};
 use longcat_pipeline::hooks::MapTrace;
@@ -38,11 +37,11 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let negative = encode_prompt(golden, &nets.text, "negative_prompt")?;
 
     // The condition image at the golden's size (the goldens bypass the buckets).
-    let image = rgb_image(&golden.input("input.image_uint8")?)?;
+    let image = rgb_image(&golden.input_cpu("input.image_uint8")?)?;
     let height = meta_usize(golden, "/args/height")? as u32;
     let width = meta_usize(golden, "/args/width")? as u32;
     let image = resize_lanczos(&image, width, height)?;
-    let pixels = to_model_input(&image, &Device::Cpu)?;
+    let pixels = to_model_input(&image, golden.device())?;
     if golden.has("input.image_preprocessed") {
         golden.check_float("input.image_preprocessed", &pixels, Tolerance::PIPELINE);
     }

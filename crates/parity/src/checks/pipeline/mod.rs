@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use longcat_model::checkpoint::TrackedWeights;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::lora::LoraWeights;
@@ -66,12 +66,13 @@ fn sidecar_config(weights: &Path) -> anyhow::Result<Value> {
 
 /// Builds a network from one weights file and fails if the file holds unused tensors.
 fn build<T>(
+    golden: &GoldenFile,
     path: &Path,
     f: impl FnOnce(candle_nn::VarBuilder<'static>) -> longcat_model::Result<T>,
 ) -> anyhow::Result<T> {
     let weights = Arc::new(TrackedWeights::open_file(path)?);
     let net = weights
-        .build(DType::F32, &Device::Cpu, f)
+        .build(golden.dtype(), golden.device(), f)
         .with_context(|| path.display().to_string())?;
     let unused = weights.unused();
     ensure!(
@@ -87,12 +88,12 @@ pub fn load_networks(golden: &GoldenFile) -> anyhow::Result<Networks> {
     let text_path = weights_file(golden, "text_encoder", "umt5");
     let text_cfg: Umt5Config = serde_json::from_value(sidecar_config(&text_path)?)
         .with_context(|| format!("config of {}", text_path.display()))?;
-    let text = build(&text_path, |vb| Umt5Encoder::new(&text_cfg, vb))?;
+    let text = build(golden, &text_path, |vb| Umt5Encoder::new(&text_cfg, vb))?;
 
     let vae_path = weights_file(golden, "vae", "vae");
     let vae_cfg: VaeConfig = serde_json::from_value(sidecar_config(&vae_path)?)
         .with_context(|| format!("config of {}", vae_path.display()))?;
-    let vae = WanVaeCodec::new(build(&vae_path, |vb| WanVae::new(&vae_cfg, vb))?);
+    let vae = WanVaeCodec::new(build(golden, &vae_path, |vb| WanVae::new(&vae_cfg, vb))?);
 
     let dit_path = weights_file(golden, "dit", "dit");
     let dit_cfg = match golden.meta().get("dit_config") {
@@ -100,7 +101,7 @@ pub fn load_networks(golden: &GoldenFile) -> anyhow::Result<Networks> {
         None => sidecar_config(&dit_path)?,
     };
     let dit_cfg = DitConfig::from_value(&dit_cfg)?;
-    let dit = build(&dit_path, |vb| LongCatDit::new(dit_cfg, vb))?;
+    let dit = build(golden, &dit_path, |vb| LongCatDit::new(dit_cfg, vb))?;
     let mut dit = DitDenoiser::new(dit);
     if let Some(params) = golden.meta().get("bsa_params") {
         dit = dit.with_bsa_params(serde_json::from_value(params.clone()).context("bsa_params")?);
@@ -128,7 +129,7 @@ pub fn register_lora(
         "LoRA multiplier {multiplier}: the pipeline enables its LoRAs with multiplier 1"
     );
     let path = golden.dir.join(file);
-    let weights = LoraWeights::load(&path, &Device::Cpu, DType::F32)
+    let weights = LoraWeights::load(&path, golden.device(), golden.dtype())
         .with_context(|| format!("loading {}", path.display()))?;
     dit.register_lora(kind, weights)?;
     Ok(())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use longcat_pipeline::api::CancelToken;
 use longcat_pipeline::components::LatentCodec;
 use longcat_pipeline::components::{denormalize_latents, Denoiser, DenoiserMode, LoraKind};
@@ -53,7 +53,7 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let text =
         encode_prompt(golden, &nets.text, "prompt")?.context("golden has no input.prompt")?;
 
-    let stage1 = golden.input("input.stage1_video_uint8")?;
+    let stage1 = golden.input_cpu("input.stage1_video_uint8")?;
     let frames = (0..stage1.dim(0)?)
         .map(|i| rgb_image(&stage1.get(i)?))
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -63,14 +63,14 @@ pub fn check(golden: &GoldenFile) -> anyhow::Result<()> {
     let image = match num_cond {
         0 => None,
         1 => {
-            let img = rgb_image(&golden.input("input.image_uint8")?)?;
+            let img = rgb_image(&golden.input_cpu("input.image_uint8")?)?;
             ensure!(
                 (img.height as usize, img.width as usize) == (height, width),
                 "condition image is {}x{}, not the refinement size {width}x{height}",
                 img.width,
                 img.height
             );
-            Some(to_model_input(&img, &Device::Cpu)?)
+            Some(to_model_input(&img, golden.device())?)
         }
         n => anyhow::bail!("{n} condition frames: only image conditions are in this golden kind"),
     };

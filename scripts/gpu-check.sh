@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The GPU check, for one machine with a CUDA GPU (H100/H200 class), no network and a short
+# time budget: runs a prebuilt `cuda` binary (scripts/build-gpu-binary.sh makes it here; carry
+# target/gpu/longcat) and writes everything under $OUT (default ./gpu-check-out):
+#   env.txt          GPU, driver, libraries found
+#   goldens-f32.txt  every golden on CUDA in f32, judged at the CPU tolerances
+#   goldens-bf16.txt every golden on CUDA in bf16, each tensor's drift reported
+#   dit.txt          the full-size DiT: one stage-1 and one refinement step, TFLOP/s, peak
+#                    GPU memory (nvidia-smi every 200 ms)
+#   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
+#                    reference on random inputs, then their times at the official shapes
+# A short table is printed last. Exit status: non-zero if any check failed.
+#
+#   scripts/gpu-check.sh [path/to/longcat]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN="${1:-target/gpu/longcat}"
+OUT="${OUT:-$(pwd)/gpu-check-out}"
+mkdir -p "$OUT"
+status=0
+
+# The CUDA libraries the binary links (cuBLAS, cuRAND, NVRTC): from the machine's own CUDA
+# wheels (the PyTorch image ships them), else its toolkit.
+LIBDIRS=$(python3 - <<'PY' 2>/dev/null
+import glob, os
+try:
+    import nvidia
+    roots = list(nvidia.__path__)
+except Exception:
+    roots = []
+dirs = set()
+for root in roots:
+    for pat in ("*/lib", "cu13/lib"):
+        for d in glob.glob(os.path.join(root, pat)):
+            if glob.glob(os.path.join(d, "lib*.so*")):
+                dirs.add(d)
+print(":".join(sorted(dirs)))
+PY
+)
+export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/local/cuda/lib64"
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  ldd "$BIN" 2>&1 | grep -E 'cu|nvrtc|not found'
+} >"$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+if [ ! -x "$BIN" ]; then
+  echo "no binary at $BIN: build it with scripts/build-gpu-binary.sh and carry target/gpu" >&2
+  exit 2
+fi
+
+GOLDENS="${LONGCAT_GOLDENS:-target/gpu/goldens}"
+[ -d "$GOLDENS" ] || GOLDENS=../shared/goldens
+timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda >"$OUT/goldens-f32.txt" 2>&1 || status=1
+timeout 150 "$BIN" goldens check "$GOLDENS" --device cuda --dtype bf16 \
+  >"$OUT/goldens-bf16.txt" 2>&1 || status=1
+timeout 120 "$BIN" gpu-check --only attention,bsa --reps 10 >"$OUT/kernels.txt" 2>&1 || status=1
+
+# Peak GPU memory of a command: nvidia-smi sampled every 200 ms (the driver's view: what the
+# process holds, including allocator caches).
+with_peak_memory() {
+  local log="$1"
+  shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$log" 2>/dev/null &
+  local poll=$!
+  "$@"
+  local rc=$?
+  kill "$poll" 2>/dev/null
+  wait "$poll" 2>/dev/null
+  echo "peak GPU memory: $(sort -n "$log" | tail -n 1) MiB"
+  return $rc
+}
+with_peak_memory "$OUT/dit-memory.log" timeout 240 "$BIN" gpu-check --only dit \
+  >"$OUT/dit.txt" 2>&1 || status=1
+sort -n "$OUT/dit-memory.log" | tail -n 1 | sed 's/^/peak GPU MiB (dit): /' >>"$OUT/dit.txt"
+
+echo "== summary"
+tail -n 1 "$OUT/goldens-f32.txt" "$OUT/goldens-bf16.txt"
+grep -h '^FAIL' "$OUT/goldens-f32.txt" | head -n 20
+grep -hE '^(PASS|FAIL|TIME|DiT|peak)|gpu-check:|error' "$OUT/kernels.txt" "$OUT/dit.txt"
+exit $status
