@@ -6,18 +6,21 @@ use serde_json::{json, Value};
 
 use crate::error::{error_types, RequestError};
 
-/// Job error kinds (`JobError::kind` in the job store).
+/// Job error kinds (`JobError::kind` in the job store): the names of
+/// [`longcat_core::JobErrorKind`].
 pub mod kinds {
+    use longcat_core::JobErrorKind;
+
     /// Invalid input (422 with a `detail` array).
-    pub const VALIDATION: &str = "validation";
+    pub const VALIDATION: &str = JobErrorKind::Validation.as_str();
     /// Cancelled by the caller.
-    pub const CANCELLED: &str = "cancelled";
+    pub const CANCELLED: &str = JobErrorKind::Cancelled.as_str();
     /// Failure while processing.
-    pub const INTERNAL: &str = "internal";
+    pub const INTERNAL: &str = JobErrorKind::Internal.as_str();
     /// The worker vanished and the job ran out of attempts.
-    pub const LOST: &str = "lost";
+    pub const LOST: &str = JobErrorKind::Lost.as_str();
     /// Not started before the caller's `X-Fal-Request-Timeout`.
-    pub const TIMEOUT: &str = "timeout";
+    pub const TIMEOUT: &str = JobErrorKind::Timeout.as_str();
 }
 
 /// A failure as the clients see it.

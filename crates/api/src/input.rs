@@ -1,7 +1,7 @@
 //! The endpoint's input, `I2vInput`, with fal's defaults and ranges.
 
+use longcat_core::Acceleration;
 use longcat_media::{VideoOptions, VideoOutputType, VideoQuality, VideoWriteMode};
-use longcat_pipeline::Acceleration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -13,35 +13,8 @@ pub const DEFAULT_PROMPT: &str = "First-person view from the cockpit of a Formul
 /// Default `negative_prompt` (as fal documents it).
 pub const DEFAULT_NEGATIVE_PROMPT: &str = "Bright tones, overexposed, static, blurred details, subtitles, style, works, paintings, images, static, overall gray, worst quality, low quality, JPEG compression residue, ugly, incomplete, extra fingers, poorly drawn hands, poorly drawn faces, deformed, disfigured, misshapen limbs, fused fingers, still picture, messy background, three legs, many people in the background, walking backwards";
 
-/// Inclusive ranges of the numeric fields.
-pub mod limits {
-    /// `num_frames` range.
-    pub const NUM_FRAMES: (u32, u32) = (17, 961);
-    /// `num_inference_steps` range.
-    pub const NUM_INFERENCE_STEPS: (u32, u32) = (8, 50);
-    /// `num_refine_inference_steps` range.
-    pub const NUM_REFINE_INFERENCE_STEPS: (u32, u32) = (8, 50);
-    /// `guidance_scale` range.
-    pub const GUIDANCE_SCALE: (f64, f64) = (1.0, 10.0);
-    /// `fps` range.
-    pub const FPS: (u32, u32) = (1, 60);
-    /// Defaults of the numeric fields.
-    pub const DEFAULT_NUM_FRAMES: u32 = 162;
-    /// Default `num_inference_steps`.
-    pub const DEFAULT_NUM_INFERENCE_STEPS: u32 = 40;
-    /// Default `num_refine_inference_steps`.
-    pub const DEFAULT_NUM_REFINE_INFERENCE_STEPS: u32 = 40;
-    /// Default `guidance_scale`.
-    pub const DEFAULT_GUIDANCE_SCALE: f64 = 4.0;
-    /// Default `fps`.
-    pub const DEFAULT_FPS: u32 = 30;
-    /// Most characters (Unicode scalar values, as Pydantic's `max_length` counts) of `prompt`
-    /// and of `negative_prompt`. The umT5 encoder reads 512 tokens and cuts the rest; 8192
-    /// characters is 16 per token, more than any real prompt spends, so no text the model
-    /// could read is refused, while a multi-megabyte prompt is (it costs the worker memory
-    /// and time in cleaning and tokenizing before being cut to 512 tokens anyway).
-    pub const MAX_PROMPT_CHARS: usize = 8192;
-}
+/// Inclusive ranges and defaults of the numeric fields (defined in `longcat-core`).
+pub use longcat_core::limits;
 
 /// Input of `fal-ai/longcat-video/image-to-video/720p` (every field of the fal schema).
 ///

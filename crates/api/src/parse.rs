@@ -4,8 +4,8 @@
 //! valid boolean, unknown fields are ignored, and every problem is reported at once. This
 //! module does the same by walking the JSON object field by field.
 
+use longcat_core::Acceleration;
 use longcat_media::{VideoOutputType, VideoQuality, VideoWriteMode};
-use longcat_pipeline::Acceleration;
 use serde_json::{Map, Value};
 
 use crate::input::I2vInput;

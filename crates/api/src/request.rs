@@ -1,6 +1,6 @@
 //! From the wire input to the pipeline's [`GenerationRequest`].
 
-use longcat_pipeline::{GenerationRequest, RgbImage};
+use longcat_core::{GenerationRequest, RgbImage};
 
 use crate::input::I2vInput;
 
@@ -38,7 +38,7 @@ impl I2vInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longcat_pipeline::Acceleration;
+    use longcat_core::Acceleration;
 
     fn image() -> RgbImage {
         RgbImage {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use longcat_model::vae::VaeTiling;
-use longcat_pipeline::text_encoder::TextEncoderPolicy;
+use longcat_pipeline::text_encoder::{EffectivePolicy, TextEncoderPolicy};
 use longcat_server::config::{key_hash_hex, read_keys_file, ApiKey};
 use longcat_server::ServerConfig;
 use longcat_worker::{WorkerLayer, WorkerSettings};

@@ -92,6 +92,14 @@ pub enum LoraKind {
 }
 
 impl LoraKind {
+    /// The name the official demos load the LoRA under.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraKind::CfgStep => "cfg_step_lora",
+            LoraKind::Refinement => "refinement_lora",
+        }
+    }
+
     /// File name inside `lora/`.
     pub fn file_name(self) -> &'static str {
         match self {

@@ -1,183 +1,13 @@
-//! The pipeline API: what the server hands a generator and what it gets back.
+//! The pipeline API: the contract of `longcat-core` (re-exported here), and the pipeline's
+//! own error, which carries the model's and candle's errors and converts to and from the
+//! contract's [`GenerationError`] at the [`VideoGenerator`] boundary.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+pub use longcat_core::{
+    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
+    GenerationSummary, ModelInfo, Progress, RgbImage, Stage, VideoFrame, VideoGenerator,
+};
 
-use serde::{Deserialize, Serialize};
-
-/// A decoded RGB8 condition image (row-major, 3 bytes per pixel).
-#[derive(Debug, Clone)]
-pub struct RgbImage {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// `width * height * 3` bytes.
-    pub data: Vec<u8>,
-}
-
-/// `acceleration` as the endpoint names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Acceleration {
-    /// No acceleration: full stage 1.
-    None,
-    /// The endpoint's default.
-    #[default]
-    Regular,
-}
-
-/// One generation job, in the endpoint's terms (see the README for the mapping).
-#[derive(Debug, Clone)]
-pub struct GenerationRequest {
-    /// The condition image, already fetched and decoded.
-    pub image: RgbImage,
-    /// Text prompt.
-    pub prompt: String,
-    /// Negative prompt (used with CFG).
-    pub negative_prompt: String,
-    /// Stage-1 frames at 15 fps (17..=961).
-    pub num_frames: u32,
-    /// Stage-1 denoising steps.
-    pub num_inference_steps: u32,
-    /// Refinement schedule length (only steps below `t_thresh` run).
-    pub num_refine_inference_steps: u32,
-    /// Stage-1 classifier-free guidance scale.
-    pub guidance_scale: f32,
-    /// Seed; the same seed gives the same video.
-    pub seed: u64,
-    /// Acceleration mode.
-    pub acceleration: Acceleration,
-}
-
-/// Which part of the work is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    /// Text encoding.
-    EncodeText,
-    /// Condition image encoding.
-    EncodeImage,
-    /// Stage-1 (480p/15fps) denoising.
-    Base,
-    /// Refinement (720p/30fps) denoising.
-    Refine,
-    /// VAE decoding.
-    Decode,
-}
-
-/// One progress report (sent after every denoising step).
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    /// Current stage.
-    pub stage: Stage,
-    /// Video segment (0-based) for long videos.
-    pub segment: u32,
-    /// Number of segments.
-    pub segments: u32,
-    /// Steps done in this stage of this segment.
-    pub step: u32,
-    /// Steps in this stage of this segment.
-    pub total: u32,
-    /// Estimated time left for the whole job, when known.
-    pub eta: Option<Duration>,
-}
-
-/// One output frame, RGB8, in display order.
-#[derive(Debug, Clone)]
-pub struct VideoFrame {
-    /// 0-based frame index in the output video.
-    pub index: u32,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// `width * height * 3` bytes.
-    pub data: Vec<u8>,
-}
-
-/// Receives what a generation produces, as it is produced.
-pub trait GenerationSink: Send {
-    /// A progress report.
-    fn progress(&mut self, progress: &Progress);
-    /// A log line meant for the user.
-    fn log(&mut self, message: &str);
-    /// The next frame; an error stops the generation.
-    fn frame(&mut self, frame: VideoFrame) -> Result<(), PipelineError>;
-}
-
-/// Cooperative cancellation, checked between denoising steps.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    /// A fresh, un-cancelled token.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Requests cancellation.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    /// Whether cancellation was requested.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-    /// `Err(Cancelled)` once cancelled.
-    pub fn check(&self) -> Result<(), PipelineError> {
-        if self.is_cancelled() {
-            Err(PipelineError::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// What the generator says about itself.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    /// Human name, e.g. `LongCat-Video (weights: /models/longcat)`.
-    pub name: String,
-    /// True for the built-in random tiny model, whose output is noise.
-    pub smoke_test_model: bool,
-    /// Frames per second of the frames the generator delivers.
-    pub native_fps: u32,
-}
-
-/// What a finished generation reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct GenerationSummary {
-    /// Frames delivered.
-    pub frames: u32,
-    /// Frame width.
-    pub width: u32,
-    /// Frame height.
-    pub height: u32,
-    /// The seed used.
-    pub seed: u64,
-}
-
-/// A video generator the server's workers call (from their own threads).
-pub trait VideoGenerator: Send + Sync {
-    /// What model this is.
-    fn info(&self) -> ModelInfo;
-    /// Runs one generation, delivering frames to `sink` as they are ready.
-    fn generate(
-        &self,
-        request: &GenerationRequest,
-        sink: &mut dyn GenerationSink,
-        cancel: &CancelToken,
-    ) -> Result<GenerationSummary, PipelineError>;
-    /// Called after a [`VideoGenerator::generate`] call panicked: restore or rebuild what
-    /// the panic may have left half-changed. `Err` means the generator cannot run again
-    /// (its caller then stops taking jobs and reports it).
-    fn recover(&self) -> Result<(), PipelineError> {
-        Ok(())
-    }
-}
-
-/// Errors of a generation.
+/// Errors of a generation inside the pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The job was cancelled.
@@ -198,4 +28,53 @@ pub enum PipelineError {
     /// The engine was lost (a panic left it unusable and it could not be rebuilt).
     #[error("the model engine is unavailable: {0}")]
     Unavailable(String),
+    /// Another generator's backend error, passed through.
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl From<GenerationError> for PipelineError {
+    fn from(e: GenerationError) -> Self {
+        match e {
+            GenerationError::Cancelled => Self::Cancelled,
+            GenerationError::InvalidRequest(m) => Self::InvalidRequest(m),
+            GenerationError::Sink(m) => Self::Sink(m),
+            GenerationError::Unavailable(m) => Self::Unavailable(m),
+            GenerationError::Backend(b) => Self::Backend(b),
+        }
+    }
+}
+
+impl From<PipelineError> for GenerationError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Cancelled => Self::Cancelled,
+            PipelineError::InvalidRequest(m) => Self::InvalidRequest(m),
+            PipelineError::Sink(m) => Self::Sink(m),
+            PipelineError::Unavailable(m) => Self::Unavailable(m),
+            PipelineError::Model(e) => Self::Backend(Box::new(e)),
+            PipelineError::Candle(e) => Self::Backend(Box::new(e)),
+            PipelineError::Backend(b) => Self::Backend(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_kind_and_message_across_the_boundary() {
+        let model = PipelineError::Model(longcat_model::ModelError::InvalidArgument("x".into()));
+        let text = model.to_string();
+        let g = GenerationError::from(model);
+        assert!(matches!(g, GenerationError::Backend(_)));
+        assert_eq!(g.to_string(), text);
+        let back = PipelineError::from(GenerationError::Sink("disk".into()));
+        assert!(matches!(back, PipelineError::Sink(m) if m == "disk"));
+        assert!(matches!(
+            PipelineError::from(GenerationError::Cancelled),
+            PipelineError::Cancelled
+        ));
+    }
 }

@@ -53,22 +53,8 @@ pub trait PromptEncoder {
     }
 }
 
-/// A diagonal Gaussian posterior of the VAE encoder.
-#[derive(Debug, Clone)]
-pub struct Posterior {
-    /// Mean `[B, 16, T, h, w]`.
-    pub mean: Tensor,
-    /// Log-variance (already clamped to `[-30, 20]`).
-    pub logvar: Tensor,
-}
-
-impl Posterior {
-    /// `mean + exp(0.5·logvar)·noise`.
-    pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
-        let std = (&self.logvar * 0.5)?.exp()?;
-        Ok((&self.mean + std.mul(noise)?)?)
-    }
-}
+/// A diagonal Gaussian posterior of the VAE encoder (the model's own type).
+pub use longcat_model::vae::Posterior;
 
 /// The video VAE: encode pixels to a posterior, decode latents to pixels.
 pub trait LatentCodec {
@@ -119,24 +105,8 @@ fn stats_tensors<V: LatentCodec + ?Sized>(vae: &V, z: &Tensor) -> Result<(Tensor
     Ok((mean, inv))
 }
 
-/// Which LoRA the denoiser runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoraKind {
-    /// `cfg_step_lora`: distilled stage 1 (16 steps, no CFG).
-    CfgStep,
-    /// `refinement_lora`: the 720p refinement stage.
-    Refinement,
-}
-
-impl LoraKind {
-    /// The name the official demos load the LoRA under.
-    pub fn name(self) -> &'static str {
-        match self {
-            LoraKind::CfgStep => "cfg_step_lora",
-            LoraKind::Refinement => "refinement_lora",
-        }
-    }
-}
+/// Which LoRA the denoiser runs with (the checkpoint's LoRA files).
+pub use longcat_model::checkpoint::LoraKind;
 
 /// Adapter state of the denoiser for one stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 
 use crate::api::{
-    Acceleration, CancelToken, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo,
-    PipelineError, Progress, RgbImage, Stage, VideoFrame, VideoGenerator,
+    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
+    GenerationSummary, ModelInfo, PipelineError, Progress, RgbImage, Stage, VideoFrame,
+    VideoGenerator,
 };
 use crate::buckets;
 use crate::components::{
@@ -221,8 +222,9 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
 
     fn validate(req: &GenerationRequest) -> Result<()> {
         let bad = |m: String| Err(PipelineError::InvalidRequest(m));
-        if !(17..=961).contains(&req.num_frames) {
-            return bad(format!("num_frames {} outside 17..=961", req.num_frames));
+        if !longcat_core::limits::num_frames_in_range(req.num_frames) {
+            let (lo, hi) = longcat_core::limits::NUM_FRAMES;
+            return bad(format!("num_frames {} outside {lo}..={hi}", req.num_frames));
         }
         if req.num_inference_steps == 0 || req.num_refine_inference_steps == 0 {
             return bad("step counts must be positive".into());
@@ -501,7 +503,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                 if tail.len() > keep_tail {
                     tail.pop_front();
                 }
-                sink.frame(f)
+                Ok(sink.frame(f)?)
             })
         })?;
         ctx.delivered += n as u32;
@@ -616,17 +618,17 @@ where
         request: &GenerationRequest,
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
-    ) -> Result<GenerationSummary> {
+    ) -> Result<GenerationSummary, GenerationError> {
         match &mut *self.slot() {
-            EngineSlot::Ready(engine) => engine.run(request, sink, cancel),
-            EngineSlot::Lost(why) => Err(PipelineError::Unavailable(why.clone())),
+            EngineSlot::Ready(engine) => Ok(engine.run(request, sink, cancel)?),
+            EngineSlot::Lost(why) => Err(GenerationError::Unavailable(why.clone())),
         }
     }
 
-    fn recover(&self) -> Result<()> {
+    fn recover(&self) -> Result<(), GenerationError> {
         match &*self.slot() {
             EngineSlot::Ready(_) => Ok(()),
-            EngineSlot::Lost(why) => Err(PipelineError::Unavailable(why.clone())),
+            EngineSlot::Lost(why) => Err(GenerationError::Unavailable(why.clone())),
         }
     }
 }

@@ -56,6 +56,6 @@ impl Hooks<'_> {
 
     /// `Err(Cancelled)` once the job is cancelled.
     pub fn check_cancel(&self) -> Result<()> {
-        self.cancel.check()
+        Ok(self.cancel.check()?)
     }
 }

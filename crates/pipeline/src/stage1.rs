@@ -28,9 +28,7 @@ pub struct Stage1Args {
 }
 
 /// The official frame-count rule: `4·⌊n/4⌋ + 1` (94 → 93, 96 → 97).
-pub fn snap_frames(n: usize) -> usize {
-    n / 4 * 4 + 1
-}
+pub use longcat_core::limits::snap_frames;
 
 /// Text for the DiT and the guidance scale: `[negative, positive]` with CFG.
 fn guidance_text(

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,61 +19,20 @@ use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use crate::api::PipelineError;
 use crate::components::Result;
 
-/// What happens to the text encoder's weights once a job's prompts are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TextEncoderPolicy {
-    /// Stay on the device for the process's life (fastest; costs the encoder's size in
-    /// device memory during every denoising step).
-    Resident,
-    /// Move to host RAM (a copy in the model dtype) and back to the device for the next
-    /// job: one host-to-device copy per job, no disk reads. A no-op on the CPU device.
-    #[default]
-    Offload,
-    /// Drop; re-read from the memory-mapped checkpoint for the next job (no host copy, a
-    /// read of the stored file, fp32 for the official one, per job).
-    Reload,
-}
+/// Where the text encoder stays between jobs (defined in `longcat-core`, where the worker
+/// settings parse it).
+pub use longcat_core::TextEncoderPolicy;
 
-impl TextEncoderPolicy {
-    /// Every policy, in the order the help text lists them.
-    pub const ALL: [TextEncoderPolicy; 3] = [Self::Resident, Self::Offload, Self::Reload];
-
-    /// The setting's spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Resident => "resident",
-            Self::Offload => "offload",
-            Self::Reload => "reload",
-        }
-    }
-
+/// [`TextEncoderPolicy::effective_on`] for a candle device.
+pub trait EffectivePolicy {
     /// The policy that actually runs on `device`: offloading to host RAM from the CPU
     /// device would move nothing, so it is `resident` there.
-    pub fn effective(self, device: &Device) -> Self {
-        match self {
-            Self::Offload if device.is_cpu() => Self::Resident,
-            p => p,
-        }
-    }
+    fn effective(self, device: &Device) -> Self;
 }
 
-impl fmt::Display for TextEncoderPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TextEncoderPolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let s = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                format!("bad text encoder policy '{s}' (expected resident, offload or reload)")
-            })
+impl EffectivePolicy for TextEncoderPolicy {
+    fn effective(self, device: &Device) -> Self {
+        self.effective_on(device.is_cpu())
     }
 }
 

@@ -8,8 +8,8 @@ use longcat_pipeline::components::{
 };
 use longcat_pipeline::engine::{Engine, EngineConfig};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationRequest, GenerationSink, PipelineError, Progress,
-    RgbImage, Stage, VideoFrame,
+    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, PipelineError,
+    Progress, RgbImage, Stage, VideoFrame,
 };
 
 struct Text;
@@ -153,7 +153,7 @@ impl GenerationSink for Collect {
         self.progress.push(p.clone());
     }
     fn log(&mut self, _m: &str) {}
-    fn frame(&mut self, f: VideoFrame) -> std::result::Result<(), PipelineError> {
+    fn frame(&mut self, f: VideoFrame) -> std::result::Result<(), GenerationError> {
         self.frames.push(f);
         Ok(())
     }

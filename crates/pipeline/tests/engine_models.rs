@@ -15,7 +15,7 @@ use longcat_pipeline::components::LoraKind;
 use longcat_pipeline::engine::{Engine, EngineConfig, Stage1Mode};
 use longcat_pipeline::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationRequest, GenerationSink, PipelineError, Progress,
+    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
     RgbImage, Stage, VideoFrame,
 };
 
@@ -135,7 +135,7 @@ impl GenerationSink for Collect {
         }
     }
     fn log(&mut self, _message: &str) {}
-    fn frame(&mut self, frame: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, frame: VideoFrame) -> Result<(), GenerationError> {
         self.frames.push(frame);
         Ok(())
     }

@@ -13,8 +13,8 @@ use longcat_pipeline::engine::PanicHook;
 use longcat_pipeline::generator::generator_from;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::{
-    tiny, Acceleration, CancelToken, GenerationRequest, GenerationSink, PipelineError, Progress,
-    RgbImage, VideoFrame, VideoGenerator,
+    tiny, Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
+    PipelineError, Progress, RgbImage, VideoFrame, VideoGenerator,
 };
 
 #[derive(Default)]
@@ -26,7 +26,7 @@ struct HashSink {
 impl GenerationSink for HashSink {
     fn progress(&mut self, _: &Progress) {}
     fn log(&mut self, _: &str) {}
-    fn frame(&mut self, f: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, f: VideoFrame) -> Result<(), GenerationError> {
         f.data.hash(&mut self.hasher);
         self.frames += 1;
         Ok(())
@@ -74,7 +74,7 @@ fn tiny_generator(
     .unwrap()
 }
 
-fn run(g: &dyn VideoGenerator) -> std::thread::Result<Result<(u32, u64), PipelineError>> {
+fn run(g: &dyn VideoGenerator) -> std::thread::Result<Result<(u32, u64), GenerationError>> {
     catch_unwind(AssertUnwindSafe(|| {
         let mut sink = HashSink::default();
         g.generate(&request(), &mut sink, &CancelToken::new())
@@ -107,8 +107,8 @@ fn an_engine_that_cannot_be_rebuilt_is_reported_unavailable() {
     let g = tiny_generator(Some(PanicHook::on_runs(&[1])), Arc::default(), 1);
     assert!(run(g.as_ref()).is_err());
     let err = g.recover().unwrap_err();
-    assert!(matches!(err, PipelineError::Unavailable(_)), "{err}");
+    assert!(matches!(err, GenerationError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("no more builds"), "{err}");
     let err = run(g.as_ref()).unwrap().unwrap_err();
-    assert!(matches!(err, PipelineError::Unavailable(_)), "{err}");
+    assert!(matches!(err, GenerationError::Unavailable(_)), "{err}");
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use longcat_pipeline::generator::into_engine;
 use longcat_pipeline::text_encoder::{Residency, TextEncoderPolicy};
 use longcat_pipeline::{
-    tiny, Acceleration, CancelToken, GenerationRequest, GenerationSink, PipelineError, Progress,
+    tiny, Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
     RgbImage, VideoFrame,
 };
 
@@ -18,7 +18,7 @@ struct HashSink(DefaultHasher);
 impl GenerationSink for HashSink {
     fn progress(&mut self, _: &Progress) {}
     fn log(&mut self, _: &str) {}
-    fn frame(&mut self, f: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, f: VideoFrame) -> Result<(), GenerationError> {
         f.data.hash(&mut self.0);
         Ok(())
     }

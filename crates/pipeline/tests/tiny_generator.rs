@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationRequest, GenerationSink, PipelineError, Progress,
+    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
     RgbImage, Stage, VideoFrame,
 };
 
@@ -33,7 +33,7 @@ impl GenerationSink for HashSink {
     fn log(&mut self, message: &str) {
         self.logs.push(message.to_string());
     }
-    fn frame(&mut self, f: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, f: VideoFrame) -> Result<(), GenerationError> {
         assert_eq!(f.index, self.next_index, "frames arrive in order");
         self.next_index += 1;
         assert_eq!(f.data.len(), (f.width * f.height * 3) as usize);
@@ -134,7 +134,7 @@ fn cancelled_before_start() {
     let err = generator
         .generate(&request(1, 17), &mut HashSink::default(), &cancel)
         .unwrap_err();
-    assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    assert!(matches!(err, GenerationError::Cancelled), "{err}");
 }
 
 #[test]
@@ -169,7 +169,7 @@ impl GenerationSink for CancelAt {
         }
     }
     fn log(&mut self, _: &str) {}
-    fn frame(&mut self, _: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, _: VideoFrame) -> Result<(), GenerationError> {
         self.frames += 1;
         if self.at_frame {
             self.cancel.cancel();
@@ -202,7 +202,7 @@ fn cancel_during_decode_stops_the_frame_stream() {
     let err = generator
         .generate(&request(3, 17), &mut sink, &cancel)
         .unwrap_err();
-    assert!(matches!(err, PipelineError::Cancelled), "{err}");
+    assert!(matches!(err, GenerationError::Cancelled), "{err}");
     assert!(
         sink.frames < full.frames,
         "{} of {} frames delivered after the cancel",
@@ -226,7 +226,10 @@ fn cancel_during_preprocessing_stops_before_denoising() {
             data: vec![90; 256 * 2048 * 3],
         };
         let err = generator.generate(&req, &mut sink, &cancel).unwrap_err();
-        assert!(matches!(err, PipelineError::Cancelled), "{stage:?}: {err}");
+        assert!(
+            matches!(err, GenerationError::Cancelled),
+            "{stage:?}: {err}"
+        );
         assert!(
             sink.stages_after.is_empty(),
             "{stage:?}: {:?}",

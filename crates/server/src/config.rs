@@ -174,7 +174,7 @@ pub struct ServerConfig {
     /// processes sharing the store and storage).
     pub spawn_workers: Option<SpawnWorkers>,
     /// What the workers run, for `/health`.
-    pub model: Option<longcat_pipeline::ModelInfo>,
+    pub model: Option<longcat_core::ModelInfo>,
     /// Accepted keys; empty = no authentication (loopback only).
     pub api_keys: Vec<ApiKey>,
     /// Let the workers fetch images from private/loopback addresses (tests only).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use longcat_api::failure::kinds;
 use longcat_api::queue::{
     logs_flag, LogEntry, QueueState, QueueStatus, RequestUrls, SubmitResponse,
 };
@@ -393,8 +394,8 @@ pub fn result_response(job: &Job) -> Response {
 fn job_error(error: Option<&JobError>, status: JobStatus) -> (String, String, Option<Value>) {
     match (error, status) {
         (Some(e), _) => (e.kind.clone(), e.message.clone(), e.detail.clone()),
-        (None, JobStatus::Cancelled) => ("cancelled".into(), "Request cancelled".into(), None),
-        (None, _) => ("internal".into(), "Request failed".into(), None),
+        (None, JobStatus::Cancelled) => (kinds::CANCELLED.into(), "Request cancelled".into(), None),
+        (None, _) => (kinds::INTERNAL.into(), "Request failed".into(), None),
     }
 }
 

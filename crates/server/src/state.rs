@@ -75,7 +75,7 @@ pub struct AppState {
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Model name for `/health`.
-    pub model: Option<longcat_pipeline::ModelInfo>,
+    pub model: Option<longcat_core::ModelInfo>,
 }
 
 impl AppState {

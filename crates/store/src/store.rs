@@ -17,6 +17,7 @@ use crate::types::{
     SubmitOptions, UsageSummary, WebhookAttempt, WebhookState,
 };
 use chrono::{DateTime, Utc};
+use longcat_core::JobErrorKind;
 use std::time::Duration;
 
 /// Runs `$body` with `$p` bound to the open pool (the body is compiled once per backend).
@@ -518,7 +519,12 @@ impl JobStore {
                 let n = if status == JobStatus::Queued {
                     sqlx::query(&requeue).bind(&id).bind(now).execute(&mut *tx).await?
                 } else {
-                    let kind = if status == JobStatus::Cancelled { "cancelled" } else { "lost" };
+                    let kind = if status == JobStatus::Cancelled {
+                        JobErrorKind::Cancelled
+                    } else {
+                        JobErrorKind::Lost
+                    }
+                    .as_str();
                     sqlx::query(&finish)
                         .bind(&id)
                         .bind(now)

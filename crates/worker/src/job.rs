@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use longcat_api::{I2vInput, I2vOutput, ValidationError, ValidationErrors};
+use longcat_core::{CancelToken, RgbImage};
 use longcat_media::File;
-use longcat_pipeline::{CancelToken, RgbImage};
 use longcat_storage::output_key;
 use longcat_store::Job;
 use serde_json::Value;

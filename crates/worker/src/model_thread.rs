@@ -10,11 +10,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use longcat_media::{EncodedVideo, EncoderConfig, VideoEncoder, VideoOptions};
-use longcat_pipeline::{
-    CancelToken, GenerationRequest, GenerationSink, GenerationSummary, PipelineError, Progress,
+use longcat_core::{
+    CancelToken, GenerationError, GenerationRequest, GenerationSink, GenerationSummary, Progress,
     VideoFrame, VideoGenerator,
 };
+use longcat_media::{EncodedVideo, EncoderConfig, VideoEncoder, VideoOptions};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 /// What the model thread reports while it works.
@@ -226,17 +226,17 @@ impl GenerationSink for EncodingSink<'_> {
         let _ = self.events.send(Event::Log(message.to_string()));
     }
 
-    fn frame(&mut self, frame: VideoFrame) -> Result<(), PipelineError> {
+    fn frame(&mut self, frame: VideoFrame) -> Result<(), GenerationError> {
         if self.encoder.is_none() {
             let enc = VideoEncoder::new(self.config, &self.options, frame.width, frame.height)
-                .map_err(|e| PipelineError::Sink(e.to_string()))?;
+                .map_err(|e| GenerationError::Sink(e.to_string()))?;
             self.encoder = Some(enc);
         }
         let Some(enc) = self.encoder.as_mut() else {
-            return Err(PipelineError::Sink("encoder missing".into()));
+            return Err(GenerationError::Sink("encoder missing".into()));
         };
         enc.push_frame(&frame.data)
-            .map_err(|e| PipelineError::Sink(e.to_string()))
+            .map_err(|e| GenerationError::Sink(e.to_string()))
     }
 }
 
@@ -258,8 +258,8 @@ fn run(
     let summary = generator
         .generate(request, &mut sink, cancel)
         .map_err(|e| match e {
-            PipelineError::Cancelled => GenerateError::Cancelled,
-            PipelineError::InvalidRequest(m) => GenerateError::InvalidRequest(m),
+            GenerationError::Cancelled => GenerateError::Cancelled,
+            GenerationError::InvalidRequest(m) => GenerateError::InvalidRequest(m),
             other => GenerateError::Failed(other.to_string()),
         })?;
     let generate_seconds = started.elapsed().as_secs_f64();

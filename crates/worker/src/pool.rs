@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use longcat_core::VideoGenerator;
 use longcat_media::ImageLoader;
-use longcat_pipeline::VideoGenerator;
 use longcat_storage::{Storage, StoredImageFiles};
 use longcat_store::{Job, JobStore};
 use tokio::sync::{watch, Notify};

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use longcat_pipeline::{Progress, Stage};
+use longcat_core::{Progress, Stage};
 
 /// Formats one progress report, e.g. `refine: segment 1/2, step 3/5, eta 1m05s`.
 pub fn format_progress(p: &Progress) -> String {

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use longcat_core::TextEncoderPolicy;
+use longcat_core::VaeTiling;
 use longcat_media::input::{AddressPolicy, IpRange};
-use longcat_pipeline::text_encoder::TextEncoderPolicy;
-use longcat_pipeline::VaeTiling;
 use serde::Deserialize;
 
 use crate::config::{WorkerConfig, PRIVATE_RANGES};

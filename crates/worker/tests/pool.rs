@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
-use longcat_media::input::AddressPolicy;
-use longcat_pipeline::{
-    CancelToken, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo, PipelineError,
+use longcat_core::{
+    CancelToken, GenerationError, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo,
     Progress, Stage, VideoFrame, VideoGenerator,
 };
+use longcat_media::input::AddressPolicy;
 use longcat_storage::Storage;
 use longcat_store::{Job, JobStatus, JobStore, NewJob};
 use longcat_worker::webhook::WebhookConfig;
@@ -40,7 +40,7 @@ impl VideoGenerator for Gradient {
         request: &GenerationRequest,
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
-    ) -> Result<GenerationSummary, PipelineError> {
+    ) -> Result<GenerationSummary, GenerationError> {
         let (w, h) = (64u32, 48u32);
         sink.log("test generator starting");
         for step in 1..=self.steps {
@@ -532,7 +532,7 @@ impl VideoGenerator for Gated {
         request: &GenerationRequest,
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
-    ) -> Result<GenerationSummary, PipelineError> {
+    ) -> Result<GenerationSummary, GenerationError> {
         let _ = self.entered.send(());
         let _ = self.gate.lock().unwrap().recv();
         self.inner.generate(request, sink, cancel)
@@ -668,11 +668,11 @@ impl VideoGenerator for Broken {
         _: &GenerationRequest,
         _: &mut dyn GenerationSink,
         _: &CancelToken,
-    ) -> Result<GenerationSummary, PipelineError> {
+    ) -> Result<GenerationSummary, GenerationError> {
         panic!("broken test generator")
     }
-    fn recover(&self) -> Result<(), PipelineError> {
-        Err(PipelineError::Unavailable("cannot rebuild (test)".into()))
+    fn recover(&self) -> Result<(), GenerationError> {
+        Err(GenerationError::Unavailable("cannot rebuild (test)".into()))
     }
 }
 

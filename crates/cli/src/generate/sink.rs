@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use longcat_core::{GenerationError, GenerationSink, Progress, Stage, VideoFrame};
 use longcat_media::{EncodeError, EncodedVideo, EncoderConfig, VideoEncoder, VideoOptions};
-use longcat_pipeline::{GenerationSink, PipelineError, Progress, Stage, VideoFrame};
 
 /// A [`GenerationSink`] that starts the encoder at the first frame (its size is only known
 /// then) and pushes every frame as it arrives.
@@ -50,8 +50,8 @@ impl GenerationSink for EncodingSink {
         self.progress.message(message);
     }
 
-    fn frame(&mut self, frame: VideoFrame) -> Result<(), PipelineError> {
-        let sink_err = |e: EncodeError| PipelineError::Sink(e.to_string());
+    fn frame(&mut self, frame: VideoFrame) -> Result<(), GenerationError> {
+        let sink_err = |e: EncodeError| GenerationError::Sink(e.to_string());
         if self.encoder.is_none() {
             let encoder = VideoEncoder::new(&self.config, &self.options, frame.width, frame.height)
                 .map_err(sink_err)?;
@@ -59,7 +59,7 @@ impl GenerationSink for EncodingSink {
         }
         match self.encoder.as_mut() {
             Some(encoder) => encoder.push_frame(&frame.data).map_err(sink_err),
-            None => Err(PipelineError::Sink("encoder not started".into())),
+            None => Err(GenerationError::Sink("encoder not started".into())),
         }
     }
 }

@@ -81,16 +81,8 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
     Ok(())
 }
 
-/// A decoded image: RGB8, row-major, upright.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodedImage {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// `width * height * 3` bytes.
-    pub data: Vec<u8>,
-}
+/// A decoded image: RGB8, row-major, upright (the contract's one RGB image type).
+pub use longcat_core::RgbImage as DecodedImage;
 
 /// Decodes JPEG, PNG, WebP or GIF (first frame) bytes. `content_type` is only used to word
 /// the error when the bytes are not an image.

@@ -9,89 +9,18 @@
 //! (moved back to end at the frame's edge) overlaps more. One tile covering the frame has
 //! weight 1 everywhere: the result is the untiled pass bit for bit.
 
-use std::fmt;
-use std::str::FromStr;
-
 use candle_core::{DType, Device, Tensor};
 
 use super::WanVae;
 use crate::conv3d::ConvKernelPlan;
 use crate::{ModelError, Result};
 
-/// Spatial tiling of the VAE, in latent pixels (one latent pixel is `scale_spatial` = 8
-/// video pixels): tiles of `tile × tile` latents, neighbours overlapping by `overlap`.
-/// Written `TILE[,OVERLAP]` on the command line (overlap defaults to `TILE / 4`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VaeTiling {
-    /// Tile side in latent pixels (≥ 1).
-    pub tile: usize,
-    /// Overlap of neighbouring tiles in latent pixels (< `tile`).
-    pub overlap: usize,
-}
+/// Spatial tiling of the VAE (defined in `longcat-core`, where the worker settings parse it).
+pub use longcat_core::VaeTiling;
 
-impl VaeTiling {
-    /// Checks `1 ≤ tile` and `overlap < tile`.
-    pub fn new(tile: usize, overlap: usize) -> Result<Self> {
-        if tile == 0 || overlap >= tile {
-            return Err(ModelError::InvalidArgument(format!(
-                "VAE tiling: tile {tile}, overlap {overlap} (need tile ≥ 1 and overlap < tile)"
-            )));
-        }
-        Ok(Self { tile, overlap })
-    }
-
-    /// Tiles along an axis of `n` latent pixels: `(start, len)`, left to right. Tiles step
-    /// by `tile − overlap`; the last one ends at the edge (it may overlap more). One tile
-    /// of `n` when `n ≤ tile`.
-    pub fn spans(&self, n: usize) -> Vec<(usize, usize)> {
-        if n <= self.tile {
-            return vec![(0, n)];
-        }
-        let stride = self.tile - self.overlap;
-        let mut out = Vec::new();
-        let mut start = 0;
-        while start + self.tile < n {
-            out.push((start, self.tile));
-            start += stride;
-        }
-        out.push((n - self.tile, self.tile));
-        out
-    }
-
-    /// Every tile of an `h × w` latent frame, rows then columns: `((y, th), (x, tw))`.
-    pub fn tiles(&self, h: usize, w: usize) -> Vec<((usize, usize), (usize, usize))> {
-        let xs = self.spans(w);
-        self.spans(h)
-            .into_iter()
-            .flat_map(|y| xs.iter().map(move |&x| (y, x)))
-            .collect()
-    }
-}
-
-impl FromStr for VaeTiling {
-    type Err = ModelError;
-
-    /// `TILE` or `TILE,OVERLAP` in latent pixels; `TILE` alone overlaps by `TILE / 4`.
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || {
-            ModelError::InvalidArgument(format!(
-                "VAE tiling {s:?}: expected TILE or TILE,OVERLAP in latent pixels (e.g. 32,8)"
-            ))
-        };
-        let num = |v: &str| v.trim().parse::<usize>().map_err(|_| bad());
-        match s.split_once(',') {
-            Some((t, o)) => Self::new(num(t)?, num(o)?),
-            None => {
-                let tile = num(s)?;
-                Self::new(tile, tile / 4)
-            }
-        }
-    }
-}
-
-impl fmt::Display for VaeTiling {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},{}", self.tile, self.overlap)
+impl From<longcat_core::settings::InvalidVaeTiling> for ModelError {
+    fn from(e: longcat_core::settings::InvalidVaeTiling) -> Self {
+        ModelError::InvalidArgument(e.0)
     }
 }
 

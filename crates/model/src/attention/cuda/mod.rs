@@ -323,7 +323,12 @@ mod tests {
             for d in HEAD_DIMS {
                 let ptx = compile_for(arch, d).unwrap();
                 assert!(ptx.contains(FUNCTION), "{arch} d{d}");
-                for instr in ["mma.sync.aligned.m16n8k16", "ldmatrix", "cp.async", "ex2.approx"] {
+                for instr in [
+                    "mma.sync.aligned.m16n8k16",
+                    "ldmatrix",
+                    "cp.async",
+                    "ex2.approx",
+                ] {
                     assert!(ptx.contains(instr), "{arch} d{d}: no {instr}");
                 }
             }
