@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, for one machine with a CUDA GPU (H100/H200 class), no network and a short
 # time budget: runs a prebuilt `cuda` binary (scripts/build-gpu-binary.sh makes it here; carry
-# target/gpu/longcat) and writes everything under $OUT (default ./gpu-check-out):
+# target/gpu: the xz-compressed binary and the goldens) and writes everything under $OUT (default ./gpu-check-out):
 #   env.txt          GPU, driver, libraries found
 #   goldens-f32.txt  every golden on CUDA in f32, judged at the CPU tolerances
 #   goldens-bf16.txt every golden on CUDA in bf16, each tensor's drift reported
@@ -37,7 +37,7 @@ for root in roots:
 print(":".join(sorted(dirs)))
 PY
 )
-export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/local/cuda/lib64"
+export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:/usr/local/cuda/lib64"
 
 {
   date -u
@@ -47,6 +47,15 @@ export LD_LIBRARY_PATH="${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:/usr/loc
 } >"$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
+if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then
+  # Shipped compressed (scripts/build-gpu-binary.sh); python's lzma where xz is missing.
+  if command -v xz >/dev/null; then
+    xz -dkc "$BIN.xz" >"$BIN"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$BIN.xz" "$BIN"
+  fi
+  chmod +x "$BIN"
+fi
 if [ ! -x "$BIN" ]; then
   echo "no binary at $BIN: build it with scripts/build-gpu-binary.sh and carry target/gpu" >&2
   exit 2
