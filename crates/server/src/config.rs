@@ -242,7 +242,8 @@ impl Default for ServerConfig {
             webhook_key_file: None,
             max_queue_depth: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            lease: Duration::from_secs(30),
+            // One default for every process of a deployment: the workers'.
+            lease: longcat_worker::WorkerConfig::default().lease,
             poll_interval: Duration::from_millis(250),
             recover_interval: Duration::from_secs(2),
             max_attempts: 3,

@@ -179,10 +179,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         worker_config.webhook.signing_key = Some(key);
     }
     if config.allow_private_webhooks {
-        let ranges = longcat_worker::PRIVATE_RANGES
-            .iter()
-            .filter_map(|r| r.parse::<longcat_media::input::IpRange>().ok());
-        worker_config.webhook.policy = longcat_media::input::AddressPolicy::allowing(ranges);
+        worker_config.webhook.policy = longcat_worker::settings::private_policy();
     }
     let jwks = match &worker_config.webhook.signing_key {
         Some(key) => key.jwks(),
