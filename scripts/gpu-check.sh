@@ -84,7 +84,6 @@ with_peak_memory() {
 }
 with_peak_memory "$OUT/dit-memory.log" timeout 240 "$BIN" gpu-check --only dit \
   >"$OUT/dit.txt" 2>&1 || status=1
-sort -n "$OUT/dit-memory.log" | tail -n 1 | sed 's/^/peak GPU MiB (dit): /' >>"$OUT/dit.txt"
 
 echo "== summary"
 tail -n 1 "$OUT/goldens-f32.txt" "$OUT/goldens-bf16.txt"

@@ -52,13 +52,7 @@ fn open_cuda(ordinal: usize) -> Result<Device> {
 }
 
 /// A short name for logs: `cpu` or `cuda:N`.
-pub fn device_name(device: &Device) -> String {
-    match device.location() {
-        candle_core::DeviceLocation::Cpu => "cpu".into(),
-        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-    }
-}
+pub use longcat_pipeline::generator::device_name;
 
 #[cfg(test)]
 mod tests {

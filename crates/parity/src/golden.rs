@@ -54,11 +54,7 @@ impl Target {
 
     /// `cpu`, `cuda:0`, ... with the dtype, e.g. `cuda:0 bf16`.
     pub fn describe(&self) -> String {
-        let device = match self.device.location() {
-            candle_core::DeviceLocation::Cpu => "cpu".to_string(),
-            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
-            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
-        };
+        let device = longcat_pipeline::generator::device_name(&self.device);
         format!("{device} {:?}", self.dtype).to_lowercase()
     }
 }

@@ -58,6 +58,15 @@ impl GeneratorOptions {
     }
 }
 
+/// A short name of a device for logs and reports: `cpu`, `cuda:N` or `metal:N`.
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
 /// The networks of one generator before they are wrapped into an [`Engine`].
 pub struct Networks {
     /// umT5 encoder, held under a [`TextEncoderPolicy`].
