@@ -12,6 +12,7 @@ mod model_thread;
 mod outbox;
 mod pool;
 pub mod progress;
+pub mod prompt_expansion;
 pub mod settings;
 pub mod webhook;
 
