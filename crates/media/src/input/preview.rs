@@ -33,22 +33,34 @@ pub enum PreviewError {
 /// enlarged).
 pub fn jpeg_preview(image: &RgbImage, max_side: u32) -> Result<Vec<u8>, PreviewError> {
     let want = image.width as usize * image.height as usize * 3;
-    let buffer = image::RgbImage::from_raw(image.width, image.height, image.data.clone())
-        .filter(|_| image.data.len() == want)
-        .ok_or(PreviewError::BadBuffer {
-            width: image.width,
-            height: image.height,
-            got: image.data.len(),
-            want,
-        })?;
-    let (w, h) = preview_size(image.width, image.height, max_side.max(1));
-    let buffer = if (w, h) == (image.width, image.height) {
-        buffer
-    } else {
-        image::imageops::resize(&buffer, w, h, FilterType::Triangle)
+    let bad = || PreviewError::BadBuffer {
+        width: image.width,
+        height: image.height,
+        got: image.data.len(),
+        want,
     };
+    if image.data.len() != want {
+        return Err(bad());
+    }
+    let buffer = image::ImageBuffer::<image::Rgb<u8>, &[u8]>::from_raw(
+        image.width,
+        image.height,
+        &image.data,
+    )
+    .ok_or_else(bad)?;
+    let (w, h) = preview_size(image.width, image.height, max_side.max(1));
     let mut out = Cursor::new(Vec::new());
-    JpegEncoder::new_with_quality(&mut out, PREVIEW_QUALITY).encode_image(&buffer)?;
+    let mut encoder = JpegEncoder::new_with_quality(&mut out, PREVIEW_QUALITY);
+    if (w, h) == (image.width, image.height) {
+        encoder.encode_image(&buffer)?;
+    } else {
+        encoder.encode_image(&image::imageops::resize(
+            &buffer,
+            w,
+            h,
+            FilterType::Triangle,
+        ))?;
+    }
     Ok(out.into_inner())
 }
 
