@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::fal::status_with_base;
 use crate::state::AppState;
+use crate::status::status_with_base;
 
 /// Keep-alive comment interval (fal: every 15 s; we stay under it).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
