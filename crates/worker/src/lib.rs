@@ -20,4 +20,4 @@ pub use config::{WorkerConfig, PRIVATE_RANGES};
 pub use failure::{error_outcome, job_outcome, Failure};
 pub use model_thread::EngineState;
 pub use pool::{WorkerError, WorkerPool};
-pub use settings::{WorkerLayer, WorkerSettings};
+pub use settings::{PromptExpansionLayer, WorkerLayer, WorkerSettings};

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use longcat_core::RgbImage;
+use longcat_media::input::jpeg_preview;
 use serde_json::{json, Value};
 
 /// The instructions sent as the system message (written for this project).
@@ -247,4 +249,68 @@ pub fn answer_text(value: &Value) -> Result<String, ExpansionError> {
         )));
     }
     Ok(text.to_owned())
+}
+
+/// The prompt a job goes on with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expanded {
+    /// The endpoint's rewrite.
+    Rewritten(String),
+    /// The user's prompt, with why it was kept (not configured, or failed with
+    /// [`OnFailure::Original`]): a line for the job log.
+    Kept {
+        /// The user's prompt.
+        prompt: String,
+        /// Why it was kept.
+        warning: String,
+    },
+}
+
+impl Expanded {
+    /// The prompt to use.
+    pub fn prompt(&self) -> &str {
+        match self {
+            Self::Rewritten(p) | Self::Kept { prompt: p, .. } => p,
+        }
+    }
+}
+
+/// Expansion as a request step, shared by the worker and `longcat generate`: `config`
+/// `None` keeps the prompt (with a warning); a failure keeps it too unless the policy is
+/// [`OnFailure::Fail`], which returns the error. The JPEG preview is made on a blocking
+/// thread.
+pub async fn expand_or_keep(
+    config: Option<&ExpansionConfig>,
+    prompt: &str,
+    image: &RgbImage,
+) -> Result<Expanded, ExpansionError> {
+    let keep = |warning: String| Expanded::Kept {
+        prompt: prompt.to_owned(),
+        warning,
+    };
+    let Some(config) = config else {
+        return Ok(keep(
+            "prompt expansion was asked for, but no endpoint is configured \
+             (--prompt-expansion-url); the prompt is used as given"
+                .into(),
+        ));
+    };
+    let result = async {
+        let image = image.clone();
+        let jpeg = tokio::task::spawn_blocking(move || jpeg_preview(&image, PREVIEW_MAX_SIDE))
+            .await
+            .map_err(|e| ExpansionError::Answer(format!("image preview task: {e}")))?
+            .map_err(|e| ExpansionError::Answer(format!("image preview: {e}")))?;
+        PromptExpander::new(config.clone())?
+            .expand(prompt, &jpeg)
+            .await
+    }
+    .await;
+    match (result, config.on_failure) {
+        (Ok(text), _) => Ok(Expanded::Rewritten(text)),
+        (Err(e), OnFailure::Original) => Ok(keep(format!(
+            "prompt expansion failed ({e}); the prompt is used as given"
+        ))),
+        (Err(e), OnFailure::Fail) => Err(e),
+    }
 }

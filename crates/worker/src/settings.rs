@@ -102,6 +102,16 @@ pub struct WorkerLayer {
     /// Scratch directory for videos being encoded [default: the system temp directory].
     #[arg(long, env = "LONGCAT_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Prompt expansion (`enable_prompt_expansion`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub prompt_expansion: PromptExpansionLayer,
+}
+
+/// The prompt-expansion settings, one layer (flattened into [`WorkerLayer`]; `longcat
+/// generate` takes the same flags).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PromptExpansionLayer {
     /// OpenAI-compatible API for `enable_prompt_expansion`, e.g. `http://127.0.0.1:8000/v1`
     /// (`/chat/completions` is appended); its key comes from LONGCAT_PROMPT_EXPANSION_KEY
     /// [default: none: requests asking for expansion keep their prompt, with a log line].
@@ -227,7 +237,8 @@ impl WorkerSettings {
                 message: e.to_string(),
             })?),
         };
-        let prompt_expansion = prompt_expansion(flags, file)?;
+        let prompt_expansion =
+            PromptExpansionLayer::resolve(&flags.prompt_expansion, &file.prompt_expansion)?;
         Ok(Self {
             database_url: layered(flags, file, |l| l.database_url.clone())
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -262,9 +273,7 @@ impl WorkerSettings {
     /// prompt-expansion key).
     pub fn with_env_secrets(mut self) -> Self {
         if let Some(cfg) = &mut self.prompt_expansion {
-            cfg.api_key = std::env::var(PROMPT_EXPANSION_KEY_ENV)
-                .ok()
-                .filter(|k| !k.is_empty());
+            cfg.api_key = PromptExpansionLayer::key_from_env();
         }
         self
     }
@@ -290,13 +299,29 @@ impl WorkerSettings {
     }
 }
 
-/// The prompt-expansion endpoint from its four settings: none without a URL; a URL needs a
-/// model.
-fn prompt_expansion(
-    flags: &WorkerLayer,
-    file: &WorkerLayer,
+impl PromptExpansionLayer {
+    /// The endpoint from `flags` over `file`: none without a URL; a URL needs a model. The
+    /// key is not read here (see [`PromptExpansionLayer::key_from_env`]).
+    pub fn resolve(
+        flags: &PromptExpansionLayer,
+        file: &PromptExpansionLayer,
+    ) -> Result<Option<ExpansionConfig>, SettingsError> {
+        resolve_expansion(flags, file)
+    }
+
+    /// The API key from [`PROMPT_EXPANSION_KEY_ENV`] (unset or empty: none).
+    pub fn key_from_env() -> Option<String> {
+        std::env::var(PROMPT_EXPANSION_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty())
+    }
+}
+
+fn resolve_expansion(
+    flags: &PromptExpansionLayer,
+    file: &PromptExpansionLayer,
 ) -> Result<Option<ExpansionConfig>, SettingsError> {
-    let pick = |f: fn(&WorkerLayer) -> Option<String>| f(flags).or_else(|| f(file));
+    let pick = |f: fn(&PromptExpansionLayer) -> Option<String>| f(flags).or_else(|| f(file));
     let Some(url) = pick(|l| l.prompt_expansion_url.clone()) else {
         return Ok(None);
     };

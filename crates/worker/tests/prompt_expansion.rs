@@ -10,7 +10,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use longcat_worker::prompt_expansion::{
-    answer_text, ExpansionConfig, ExpansionError, OnFailure, PromptExpander, SYSTEM_PROMPT,
+    answer_text, expand_or_keep, Expanded, ExpansionConfig, ExpansionError, OnFailure,
+    PromptExpander, PREVIEW_MAX_SIDE, SYSTEM_PROMPT,
 };
 use serde_json::{json, Value};
 
@@ -187,4 +188,71 @@ fn endpoint_urls() {
     );
     assert!(ExpansionConfig::endpoint_for("ftp://h/v1").is_err());
     assert!(ExpansionConfig::endpoint_for("not a url").is_err());
+}
+
+fn config(addr: SocketAddr, on_failure: OnFailure) -> ExpansionConfig {
+    ExpansionConfig {
+        endpoint: ExpansionConfig::endpoint_for(&format!("http://{addr}/v1")).unwrap(),
+        model: "m".into(),
+        api_key: None,
+        timeout: Duration::from_secs(5),
+        attempts: 1,
+        on_failure,
+    }
+}
+
+fn image(width: u32, height: u32) -> longcat_core::RgbImage {
+    longcat_core::RgbImage {
+        width,
+        height,
+        data: vec![90; (width * height * 3) as usize],
+    }
+}
+
+#[tokio::test]
+async fn the_step_sends_a_scaled_jpeg_and_returns_the_rewrite() {
+    let (addr, script) = serve(vec![(200, chat(json!("Rewritten.")), FAST)]).await;
+    let out = expand_or_keep(Some(&config(addr, OnFailure::Fail)), "p", &image(2048, 512))
+        .await
+        .unwrap();
+    assert_eq!(out, Expanded::Rewritten("Rewritten.".into()));
+    let seen = script.seen.lock().unwrap();
+    let url = seen[0].1["messages"][1]["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(url.strip_prefix("data:image/jpeg;base64,").unwrap())
+        .unwrap();
+    let decoded = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (PREVIEW_MAX_SIDE, 256));
+}
+
+#[tokio::test]
+async fn the_step_keeps_the_prompt_or_fails_by_policy() {
+    let none = expand_or_keep(None, "mine", &image(8, 8)).await.unwrap();
+    assert!(
+        matches!(&none, Expanded::Kept { prompt, warning } if prompt == "mine" && warning.contains("--prompt-expansion-url")),
+        "{none:?}"
+    );
+    let (addr, _) = serve(vec![(500, json!({"error": "down"}), FAST)]).await;
+    let kept = expand_or_keep(
+        Some(&config(addr, OnFailure::Original)),
+        "mine",
+        &image(8, 8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(kept.prompt(), "mine");
+    assert!(
+        matches!(&kept, Expanded::Kept { warning, .. } if warning.contains("HTTP 500")),
+        "{kept:?}"
+    );
+    let err = expand_or_keep(Some(&config(addr, OnFailure::Fail)), "mine", &image(8, 8))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ExpansionError::Status { status: 500, .. }),
+        "{err}"
+    );
 }
