@@ -13,6 +13,7 @@ mod outbox;
 mod pool;
 pub mod progress;
 pub mod settings;
+mod shared;
 pub mod webhook;
 
 pub use config::{WorkerConfig, PRIVATE_RANGES};
