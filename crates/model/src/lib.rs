@@ -13,6 +13,8 @@ pub mod dit;
 pub mod error;
 pub mod limits;
 pub mod lora;
+pub mod ops;
+pub mod random;
 pub mod scheduler;
 pub mod text_clean;
 pub mod tokenizer;

@@ -15,8 +15,9 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device};
 use longcat_model::checkpoint::LoraKind as CkptLora;
-use longcat_model::dit::random::{random_lora, random_var_builder};
+use longcat_model::dit::random::random_lora;
 use longcat_model::dit::{DitConfig, LongCatDit};
+use longcat_model::random::random_var_builder;
 use longcat_model::tokenizer::{PromptTokenizer, TINY_VOCAB_SIZE};
 use longcat_model::umt5::Umt5Config;
 use longcat_model::vae::{VaeConfig, WanVae};

@@ -385,7 +385,7 @@ fn stats_of(got: &Tensor, want: &Tensor) -> (f32, f32, f32) {
 
 /// Standard normal samples of `shape`, deterministic in `seed`.
 fn normal(seed: u64, shape: &[usize]) -> Tensor {
-    let vb = crate::dit::random::random_var_builder(seed, DType::F32, &Device::Cpu);
+    let vb = crate::random::random_var_builder(seed, DType::F32, &Device::Cpu);
     let t = vb.get(shape, "x").unwrap();
     let fan_in: usize = shape[1..].iter().product();
     (t * (fan_in as f64).sqrt()).unwrap()
@@ -397,7 +397,7 @@ fn seeded_vae(cfg: &VaeConfig, seed: u64) -> WanVae {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     WanVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
-    let draw = crate::dit::random::random_var_builder(seed, DType::F32, &dev);
+    let draw = crate::random::random_var_builder(seed, DType::F32, &dev);
     for (name, var) in varmap.data().lock().unwrap().iter() {
         let dims = var.dims().to_vec();
         let t = draw.get(dims.as_slice(), name).unwrap();
