@@ -23,5 +23,5 @@ pub mod vae;
 
 pub use error::{ModelError, Result};
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;

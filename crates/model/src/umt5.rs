@@ -370,14 +370,7 @@ mod tests {
             "final norm output is in the weight dtype"
         );
         let reference = &golden["last_hidden_state"];
-        let err = (out.to_dtype(DType::F32).unwrap() - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = crate::test_util::max_abs_diff(&out.to_dtype(DType::F32).unwrap(), reference);
         let scale = reference
             .abs()
             .unwrap()

@@ -124,14 +124,7 @@ fn assembled_checkpoint_builds_umt5_matching_the_golden() {
     let out = encoder
         .forward(&golden["input_ids"], &golden["attention_mask"])
         .unwrap();
-    let diff = (out - &golden["last_hidden_state"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = crate::test_util::max_abs_diff(&out, &golden["last_hidden_state"]);
     assert!(diff < 1e-4, "max abs diff {diff}");
 
     // The same weights build in bf16: conversion happens per tensor on request.

@@ -301,14 +301,7 @@ fn random_loras_fit_and_change_the_output() {
         dit.enable_loras(&[("x".into(), 1.0)], LoraMode::Unmerged)
             .unwrap();
         let out = dit.forward(&i.x, &i.t, text, 0).unwrap();
-        let diff = (out - &base)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&out, &base);
         assert!(diff > 0.0, "{kind:?} LoRA changed nothing");
         dit.disable_loras().unwrap();
     }

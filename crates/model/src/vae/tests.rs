@@ -124,8 +124,7 @@ fn streaming_chunks_are_one_then_four_frames() {
     );
     let whole = vae.decode(&z).unwrap();
     let joined = Tensor::cat(&chunks, 2).unwrap();
-    let diff = (whole - joined).unwrap().abs().unwrap().max_all().unwrap();
-    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(crate::test_util::max_abs_diff(&whole, &joined), 0.0);
     let post = vae
         .encode(&Tensor::randn(0f32, 0.5, (1, 3, 5, 16, 16), &dev).unwrap())
         .unwrap();
