@@ -443,6 +443,26 @@ impl TrackedWeights {
         }
     }
 
+    /// [`TrackedWeights::build`], then requires that the network used every stored tensor
+    /// ([`ModelError::UnusedTensors`] otherwise): for files that hold exactly one network.
+    pub fn build_exact<T>(
+        self: &Arc<Self>,
+        dtype: DType,
+        device: &Device,
+        f: impl FnOnce(VarBuilder<'static>) -> Result<T>,
+    ) -> Result<T> {
+        let net = self.build(dtype, device, f)?;
+        let unused = self.unused();
+        if unused.is_empty() {
+            Ok(net)
+        } else {
+            Err(ModelError::UnusedTensors {
+                file: self.description.clone(),
+                tensors: unused,
+            })
+        }
+    }
+
     /// The first missing/mis-shaped tensor error recorded since the last call.
     pub fn take_error(&self) -> Option<ModelError> {
         lock(&self.first_error).take()
