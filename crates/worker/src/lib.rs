@@ -14,6 +14,7 @@ mod pool;
 pub mod progress;
 pub mod prompt_expansion;
 pub mod settings;
+mod shared;
 pub mod webhook;
 
 pub use config::{WorkerConfig, PRIVATE_RANGES};
