@@ -24,6 +24,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 
+pub use crate::config_file::read_json;
 pub use crate::lora::LoraKind;
 use crate::scheduler::SchedulerConfig;
 use crate::umt5::Umt5Config;
@@ -94,15 +95,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
-/// Reads and parses a JSON file.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|source| ModelError::Config {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// A validated checkpoint directory.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -141,7 +133,7 @@ impl Checkpoint {
             if !dir.join(c.config_name()).is_file() {
                 problems.push(format!("missing {}/{}", c.dir_name(), c.config_name()));
             }
-            if c.has_weights() && safetensors_in(&dir)?.is_empty() {
+            if c.has_weights() && safetensors_files(&dir).map_err(io_err(&dir))?.is_empty() {
                 problems.push(format!("no *.safetensors in {}/", c.dir_name()));
             }
         }
@@ -222,14 +214,30 @@ impl Checkpoint {
 }
 
 /// `*.safetensors` files directly inside `dir`, sorted.
-fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io_err(dir))?
+/// The files in `dir` that `keep` accepts, sorted by name.
+fn sorted_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "safetensors"))
+        .filter(|p| keep(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// The `*.safetensors` files in `dir`, sorted by name.
+fn safetensors_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    sorted_files(dir, |p| {
+        p.is_file() && p.extension().is_some_and(|x| x == "safetensors")
+    })
+}
+
+/// The `*.safetensors.index.json` files in `dir`, sorted by name.
+fn index_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    sorted_files(dir, |p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".safetensors.index.json"))
+    })
 }
 
 /// The weight files of one component, with the shard index when there is one.
@@ -249,16 +257,7 @@ struct ShardIndex {
 impl WeightFiles {
     /// Looks for a shard index in `dir`, else takes every `*.safetensors` there.
     pub fn discover(dir: &Path) -> Result<Self> {
-        let mut indexes: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".safetensors.index.json"))
-            })
-            .collect();
-        indexes.sort();
+        let indexes = index_files(dir).map_err(io_err(dir))?;
         if let Some(index_path) = indexes.into_iter().next() {
             let index: ShardIndex = read_json(&index_path)?;
             let shards: BTreeSet<&String> = index.weight_map.values().collect();
@@ -277,7 +276,7 @@ impl WeightFiles {
                 index: Some((index_path, index.weight_map)),
             });
         }
-        let files = safetensors_in(dir)?;
+        let files = safetensors_files(dir).map_err(io_err(dir))?;
         if files.is_empty() {
             return Err(ModelError::Io {
                 path: dir.to_path_buf(),

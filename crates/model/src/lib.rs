@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod bsa;
 pub mod checkpoint;
+pub mod config_file;
 pub mod conv3d;
 pub mod dit;
 pub mod error;

@@ -52,14 +52,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// Reads and validates a `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| ModelError::Config {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let cfg: Self = crate::config_file::read_json(path)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -22,7 +22,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use safetensors::Dtype;
 
-use super::{lock, read_json, Checkpoint, Component, LoraKind};
+use super::{index_files, lock, read_json, safetensors_files, Checkpoint, Component, LoraKind};
 use crate::dit::{DitConfig, LongCatDit};
 use crate::lora::{LoraMode, LoraWeights};
 use crate::umt5::Umt5Encoder;
@@ -443,28 +443,6 @@ struct StoredSet {
     expected_in: PathBuf,
     /// One line about the shard index, when there is one.
     index_note: Option<String>,
-}
-
-fn safetensors_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-fn index_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.ends_with(".safetensors.index.json"))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
 }
 
 #[derive(serde::Deserialize)]

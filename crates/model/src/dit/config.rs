@@ -65,14 +65,7 @@ fn default_patch() -> [usize; 3] {
 impl DitConfig {
     /// Reads a config JSON file (extra keys such as `_class_name` are ignored).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_str(&text).map_err(|source| ModelError::Config {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::config_file::read_json(path)
     }
 
     /// Parses a config from a JSON value.

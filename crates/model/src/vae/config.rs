@@ -122,14 +122,7 @@ fn unsupported(what: &str) -> ModelError {
 impl VaeConfig {
     /// Reads and validates `vae/config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| ModelError::Config {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let cfg: Self = crate::config_file::read_json(path)?;
         cfg.validate()?;
         Ok(cfg)
     }
