@@ -4,7 +4,7 @@
 use longcat_api::failure::kinds;
 use longcat_api::queue::{LogEntry, QueueState, QueueStatus, RequestUrls};
 use longcat_api::{failure_report, split_endpoint};
-use longcat_store::{JobError, JobStatus, JobSummary, LogLine};
+use longcat_store::{JobError, JobStatus, JobSummary, LogLine, CANCELLED_MESSAGE};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 pub fn job_error(error: Option<&JobError>, status: JobStatus) -> (String, String, Option<Value>) {
     match (error, status) {
         (Some(e), _) => (e.kind.clone(), e.message.clone(), e.detail.clone()),
-        (None, JobStatus::Cancelled) => (kinds::CANCELLED.into(), "Request cancelled".into(), None),
+        (None, JobStatus::Cancelled) => (kinds::CANCELLED.into(), CANCELLED_MESSAGE.into(), None),
         (None, _) => (kinds::INTERNAL.into(), "Request failed".into(), None),
     }
 }

@@ -5,39 +5,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use common::{input, Go, Opts, TestServer};
+use longcat_worker::testing::LogBuffer;
 use serde_json::Value;
-
-/// A `MakeWriter` appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
 
 /// The buffer of the process-wide JSON subscriber (installed on first use; the status
 /// stream's per-event lines are at debug level).
-fn logs() -> &'static Buffer {
-    static LOGS: OnceLock<Buffer> = OnceLock::new();
+fn logs() -> &'static LogBuffer {
+    static LOGS: OnceLock<LogBuffer> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let logs = Buffer::default();
+        let logs = LogBuffer::default();
         tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
@@ -51,8 +30,8 @@ fn logs() -> &'static Buffer {
 
 /// The log lines with message `message` that mention request `id` anywhere (the tests of
 /// this binary run in parallel, each with its own request).
-fn lines_with(logs: &Buffer, message: &str, id: &str) -> Vec<Value> {
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+fn lines_with(logs: &LogBuffer, message: &str, id: &str) -> Vec<Value> {
+    let text = logs.text();
     text.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .filter(|l| l["fields"]["message"] == message && l.to_string().contains(id))
@@ -60,7 +39,7 @@ fn lines_with(logs: &Buffer, message: &str, id: &str) -> Vec<Value> {
 }
 
 /// Every log line with message `message` (for failure messages).
-fn all_lines_with(logs: &Buffer, message: &str) -> Vec<Value> {
+fn all_lines_with(logs: &LogBuffer, message: &str) -> Vec<Value> {
     lines_with(logs, message, "")
 }
 

@@ -15,6 +15,8 @@ pub mod progress;
 pub mod prompt_expansion;
 pub mod settings;
 mod shared;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod webhook;
 
 pub use config::{WorkerConfig, PRIVATE_RANGES};

@@ -4,36 +4,14 @@
 //! A test binary of its own: it installs the process-wide subscriber (the model thread is
 //! not the test's thread, so a thread-local default would not see its lines).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use longcat_storage::Storage;
 use longcat_store::{JobStatus, JobStore, NewJob};
+use longcat_worker::testing::LogBuffer;
 use longcat_worker::{WorkerConfig, WorkerPool};
 use serde_json::{json, Value};
-
-/// A `MakeWriter` appending to a shared buffer.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-    type Writer = Buffer;
-    fn make_writer(&'a self) -> Buffer {
-        self.clone()
-    }
-}
 
 fn png_data_uri() -> String {
     let img = image::RgbImage::from_fn(16, 12, |x, y| image::Rgb([x as u8 * 16, y as u8 * 20, 90]));
@@ -62,7 +40,7 @@ fn span_names(line: &Value) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_thread_log_lines_carry_the_request_id() {
-    let logs = Buffer::default();
+    let logs = LogBuffer::default();
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
@@ -123,7 +101,7 @@ async fn model_thread_log_lines_carry_the_request_id() {
     pool.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
