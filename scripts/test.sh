@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing, then checks formatting, runs every Rust test
 # (unit, parity against $LONGCAT_GOLDENS (default ../shared/goldens), media, API, job store on
 # SQLite and Postgres), clippy with warnings as errors,
-# the golden check CLI, and the system tests (official fal clients, crash, workers, panic).
+# the golden check CLI, and the system tests (official fal clients, crash, workers, panic,
+# scale-out on Postgres + S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -52,3 +53,15 @@ python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 # scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
 tests/clients/.venv/bin/python tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 python3 tests/system/panic_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+# Scale-out (docs/deploy.md): two `serve --workers 0` behind a loopback balancer and two
+# `worker` processes on one Postgres and one S3 bucket; the fal client uploads through A (and
+# in parts across both), submits through B, polls A; a worker is killed with kill -9 mid-job.
+# Skipped loudly where Postgres or the S3 server cannot be started (exit 75).
+rc=0
+scripts/with-postgres.sh scripts/with-s3.sh tests/clients/.venv/bin/python \
+  tests/system/scaleout_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat" || rc=$?
+if [ "$rc" -eq 75 ]; then
+  echo "test.sh: SKIPPED the scale-out system test: no local Postgres or S3 server could be started" >&2
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi
