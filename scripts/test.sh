@@ -48,6 +48,15 @@ cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 # processes sharing the job database (webhook signatures checked against the server's JWKS),
 # and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
+# The same client tests with the server's uploads and outputs in an S3 bucket (both upload
+# protocols, range reads of the videos); skipped loudly where no S3 server can be started.
+rc=0
+scripts/with-s3.sh scripts/client-tests.sh || rc=$?
+if [ "$rc" -eq 75 ]; then
+  echo "test.sh: SKIPPED the client tests on S3: no local S3 server (moto) could be started" >&2
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 # The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
 # scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
