@@ -49,7 +49,8 @@ cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 # and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
 # The same client tests with the server's uploads and outputs in an S3 bucket (both upload
-# protocols, range reads of the videos); skipped loudly where no S3 server can be started.
+# protocols, results and files served from the bucket); skipped loudly where no S3 server can
+# be started.
 rc=0
 scripts/with-s3.sh scripts/client-tests.sh || rc=$?
 if [ "$rc" -eq 75 ]; then

@@ -9,7 +9,7 @@ address as `--public-url`, as in docs/deploy.md). The official Python fal client
 * submits three jobs through server B, polls them through server A;
 * while the first job runs, its worker is killed with SIGKILL: the job is re-run by the other
   worker after its lease expires and completes once; the others complete once each;
-* downloads every video from its URL and checks it with ffprobe.
+* downloads every video from its URL (and a byte range of it) and checks it with ffprobe.
 
 Needs LONGCAT_TEST_POSTGRES_URL (scripts/with-postgres.sh) and LONGCAT_TEST_S3_STORAGE plus the
 AWS_* settings (scripts/with-s3.sh), and fal-client (run it in tests/clients/.venv). Exits 75
@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 from common import APP, free_port, request
 
@@ -255,6 +256,11 @@ def main(binary):
             assert st == 200 and len(data) == video["file_size"], (st, len(data), video)
             with open(path, "wb") as f:
                 f.write(data)
+            # A range read of the video, served from the bucket.
+            ranged = urllib.request.Request(video["url"], headers={"Range": "bytes=10-109"})
+            with urllib.request.urlopen(ranged, timeout=30) as resp:
+                assert resp.status == 206, resp.status
+                assert resp.read() == data[10:110]
             assert ffprobe_frames(path) > 0
         print("scaleout test: %d jobs completed once each through 2 servers and 2 workers "
               "on Postgres + S3; the killed job ran twice, finished once" % len(handles))
