@@ -29,14 +29,15 @@ if [ "${LONGCAT_TEST_POSTGRES:-1}" = "1" ] && [ -z "${LONGCAT_TEST_POSTGRES_URL:
 else
   cargo test --workspace --no-fail-fast
 fi
-# The storage scenarios again on a real S3-compatible server (scripts/with-s3.sh starts moto's
-# server with a fresh bucket; the workspace run above covered the local directory and skipped
-# the S3 runs). LONGCAT_TEST_S3=0 skips this.
+# The storage scenarios and the two-server upload tests again on a real S3-compatible server
+# (scripts/with-s3.sh starts moto's server with a fresh bucket; the workspace run above covered
+# the local directory and skipped the S3 runs). LONGCAT_TEST_S3=0 skips this.
 if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
   rc=0
-  scripts/with-s3.sh cargo test -p longcat-storage --test backends || rc=$?
+  scripts/with-s3.sh bash -c 'cargo test -p longcat-storage --test backends &&
+    cargo test -p longcat-server --test scaleout' || rc=$?
   if [ "$rc" -eq 75 ]; then
-    echo "test.sh: SKIPPED the storage suite on S3: no local S3 server (moto) could be started" >&2
+    echo "test.sh: SKIPPED the storage and upload tests on S3: no local S3 server (moto) could be started" >&2
   elif [ "$rc" -ne 0 ]; then
     exit "$rc"
   fi

@@ -1,8 +1,9 @@
 //! Two servers on loopback sharing one job store and one storage, as behind a load balancer:
 //! every step of an upload may land on either server (fal repository protocol: initiate → PUT,
 //! initiate-multipart → parts → complete; Python `fal_v3`: bearer token → upload, multipart).
-//! Runs on a shared SQLite file, and on Postgres too when `LONGCAT_TEST_POSTGRES_URL` is set
-//! (`scripts/with-postgres.sh`).
+//! Runs on a shared SQLite file and a local directory; on Postgres too when
+//! `LONGCAT_TEST_POSTGRES_URL` is set (`scripts/with-postgres.sh`), and on an S3 bucket when
+//! `LONGCAT_TEST_S3_STORAGE` and the `AWS_*` settings are (`scripts/with-s3.sh`).
 
 use std::time::Duration;
 
@@ -15,15 +16,16 @@ struct Pair {
     a: ServerHandle,
     b: ServerHandle,
     client: reqwest::Client,
-    files: std::path::PathBuf,
+    /// The storage both servers use, opened by the test.
+    storage: longcat_storage::Storage,
     _dir: tempfile::TempDir,
 }
 
-async fn start(database_url: &str, dir: &std::path::Path) -> ServerHandle {
+async fn start(database_url: &str, storage: &str) -> ServerHandle {
     let config = ServerConfig {
         port: 0,
         database_url: database_url.to_owned(),
-        storage: dir.join("files").display().to_string(),
+        storage: storage.to_owned(),
         spawn_workers: None,
         api_keys: vec![ApiKey::from_plain(KEY)],
         lifecycle_interval: Duration::from_millis(200),
@@ -32,18 +34,57 @@ async fn start(database_url: &str, dir: &std::path::Path) -> ServerHandle {
     longcat_server::run(config).await.expect("server starts")
 }
 
-async fn pair(database_url: Option<String>) -> Pair {
+/// Two servers on `database_url` (default: a fresh SQLite file) and `storage` (default: a
+/// fresh local directory).
+async fn pair(database_url: Option<String>, storage: Option<String>) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let url = database_url
         .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("jobs.db").display()));
-    let a = start(&url, dir.path()).await;
-    let b = start(&url, dir.path()).await;
+    let target = storage.unwrap_or_else(|| dir.path().join("files").display().to_string());
+    let a = start(&url, &target).await;
+    let b = start(&url, &target).await;
     Pair {
         a,
         b,
         client: reqwest::Client::new(),
-        files: dir.path().join("files"),
+        storage: longcat_storage::Storage::from_config(&target, "http://unused").unwrap(),
         _dir: dir,
+    }
+}
+
+/// A fresh folder of the S3 test bucket, or `None` (with a note) when none is configured.
+fn s3_storage(test: &str) -> Option<String> {
+    match std::env::var("LONGCAT_TEST_S3_STORAGE") {
+        Ok(base) => Some(format!(
+            "{}/scaleout-{}",
+            base.trim_end_matches('/'),
+            rand_suffix()
+        )),
+        Err(_) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "scaleout::{test}: SKIPPED (LONGCAT_TEST_S3_STORAGE not set; scripts/with-s3.sh \
+                 provides one)"
+            );
+            None
+        }
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Whether a file exists in the shared storage.
+async fn stored(p: &Pair, key: &str) -> bool {
+    match p.storage.head(key).await {
+        Ok(_) => true,
+        Err(longcat_storage::StorageError::NotFound(_)) => false,
+        Err(e) => panic!("head {key}: {e}"),
     }
 }
 
@@ -110,7 +151,7 @@ async fn uploads_cross_servers(p: Pair) {
     let chunks: Vec<Vec<u8>> = (0..3u8)
         .map(|k| (0..(100_000 + k as usize)).map(|i| (i as u8) ^ k).collect())
         .collect();
-    let mut parts = vec![];
+    let mut listed = vec![];
     for (n, server) in [(2u32, &p.b), (1, &p.a), (3, &p.b)] {
         let (st, body, _) = p
             .send(
@@ -120,27 +161,30 @@ async fn uploads_cross_servers(p: Pair) {
             )
             .await;
         assert_eq!(st, 200, "part {n}: {body}");
-        parts.push(json!({"partNumber": n, "etag": body["etag"]}));
+        listed.push(json!({"partNumber": n, "etag": body["etag"]}));
     }
     // Parts wait in the shared storage, beside the upload.
     let file_url = init["file_url"].as_str().unwrap();
     let upload_key = file_url.split("/files/").nth(1).unwrap();
-    let parts_dir = p
-        .files
-        .join(longcat_storage::upload_parts_folder(upload_key).unwrap());
-    assert!(parts_dir.join("1").is_file() && parts_dir.join("3").is_file());
+    let parts = longcat_storage::upload_parts_folder(upload_key).unwrap();
+    assert!(stored(&p, &format!("{parts}/1")).await && stored(&p, &format!("{parts}/3")).await);
     let (st, done, _) = p
         .send(
             p.client
                 .post(format!("{}/complete", on(&upload_url, &p.b)))
-                .json(&json!({ "parts": parts })),
+                .json(&json!({ "parts": listed })),
         )
         .await;
     assert_eq!(st, 200, "{done}");
     let (st, _, bytes) = p.send(p.client.get(on(file_url, &p.a))).await;
     assert_eq!(st, 200);
     assert!(bytes == chunks.concat(), "joined in part order");
-    assert!(!parts_dir.exists(), "parts left behind");
+    for n in 1..=3 {
+        assert!(
+            !stored(&p, &format!("{parts}/{n}")).await,
+            "part {n} left behind"
+        );
+    }
     let (st, _, _) = p
         .send(
             p.client
@@ -228,13 +272,55 @@ async fn uploads_cross_servers(p: Pair) {
         )
         .await;
     assert_eq!(st, 401);
+
+    // An upload with a one-second lifetime, made on A, is deleted by the lifecycle passes.
+    let (st, init, _) = p
+        .send(
+            p.key(
+                p.client
+                    .post(format!("{}/storage/upload/initiate", p.a.base_url())),
+            )
+            .header(
+                "x-fal-object-lifecycle",
+                r#"{"expiration_duration_seconds": 1}"#,
+            )
+            .json(&json!({"content_type": "text/plain", "file_name": "brief.txt"})),
+        )
+        .await;
+    assert_eq!(st, 200, "{init}");
+    let (st, _, _) = p
+        .send(
+            p.client
+                .put(on(init["upload_url"].as_str().unwrap(), &p.b))
+                .body("brief"),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let brief = on(init["file_url"].as_str().unwrap(), &p.b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _, _) = p.send(p.client.get(&brief)).await;
+        if st == 404 {
+            break;
+        }
+        assert_eq!(st, 200);
+        assert!(std::time::Instant::now() < deadline, "upload never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     p.a.shutdown().await;
     p.b.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_cross_servers_on_sqlite() {
-    uploads_cross_servers(pair(None).await).await;
+    uploads_cross_servers(pair(None, None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_cross_servers_on_s3() {
+    if let Some(storage) = s3_storage("uploads_cross_servers_on_s3") {
+        uploads_cross_servers(pair(None, Some(storage)).await).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +335,7 @@ async fn uploads_cross_servers_on_postgres() {
         return;
     };
     // The throwaway server's database: the uploads use fresh random tokens and keys.
-    uploads_cross_servers(pair(Some(url)).await).await;
+    uploads_cross_servers(pair(Some(url), None).await).await;
 }
 
 /// The parts of a multipart upload nobody completes are deleted by the lifecycle pass of
@@ -257,7 +343,7 @@ async fn uploads_cross_servers_on_postgres() {
 /// a fresh upload's parts stay; the abandoned upload can no longer be completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_multipart_parts_expire() {
-    let p = pair(None).await;
+    let p = pair(None, None).await;
     let db = format!("sqlite://{}", p._dir.path().join("jobs.db").display());
     let store = longcat_store::JobStore::connect(&db).await.unwrap();
     let mut uploads = vec![];
@@ -289,7 +375,7 @@ async fn abandoned_multipart_parts_expire() {
             .await;
         assert_eq!(st, 200);
         let folder = longcat_storage::upload_parts_folder(&key).unwrap();
-        assert!(p.files.join(&folder).join("1").is_file());
+        assert!(stored(&p, &format!("{folder}/1")).await);
         uploads.push((upload_url, folder));
     }
     // Scheduled for deletion after PARTS_TTL, not before.
@@ -312,14 +398,14 @@ async fn abandoned_multipart_parts_expire() {
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while p.files.join(folder).exists() {
+    while stored(&p, &format!("{folder}/1")).await {
         assert!(
             std::time::Instant::now() < deadline,
             "parts still at {folder}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(p.files.join(&uploads[1].1).join("1").is_file());
+    assert!(stored(&p, &format!("{}/1", uploads[1].1)).await);
     // The parts' storage is not served as files.
     let (st, _, _) = p
         .send(
