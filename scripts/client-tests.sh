@@ -22,24 +22,33 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/longcat"
 
 WORK=$(mktemp -d)
 SERVER_PID=""
+CHAT_PID=""
 cleanup() {
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ -n "$CHAT_PID" ]; then kill "$CHAT_PID" 2>/dev/null || true; wait "$CHAT_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 ffmpeg -v error -f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1 "$WORK/input.png"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
 KEY="client-test-key-$RANDOM$RANDOM"
 STORAGE="$WORK/files"
 if [ -n "${LONGCAT_TEST_S3_STORAGE:-}" ]; then
   STORAGE="${LONGCAT_TEST_S3_STORAGE%/}/client-tests"
 fi
 echo "client-tests: storage $STORAGE" >&2
+# A loopback OpenAI-compatible endpoint for enable_prompt_expansion.
+CHAT_PORT=$(free_port)
+python3 "$CLIENTS/chat_endpoint.py" "$CHAT_PORT" &
+CHAT_PID=$!
 
 "$BIN" serve --host 127.0.0.1 --port "$PORT" --public-url "http://127.0.0.1:$PORT" \
   --database-url "sqlite://$WORK/longcat.db" --storage "$STORAGE" \
-  --workers 1 --api-key "$KEY" --allow-private-image-urls >"$WORK/server.log" 2>&1 &
+  --workers 1 --api-key "$KEY" --allow-private-image-urls \
+  --prompt-expansion-url "http://127.0.0.1:$CHAT_PORT/v1" --prompt-expansion-model test-vl \
+  >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 for _ in $(seq 1 120); do

@@ -158,6 +158,20 @@ def test_upload_file_as_input():
     check_video(result["video"])
 
 
+def test_prompt_expansion():
+    # scripts/client-tests.sh points the server at tests/clients/chat_endpoint.py, which
+    # answers "Expanded: <prompt>" only to a well-formed request (text and JPEG image parts).
+    logs = []
+    result = fal_client.subscribe(
+        APP, arguments=dict(SMALL, enable_prompt_expansion=True), with_logs=True,
+        on_queue_update=lambda u: logs.extend(getattr(u, "logs", None) or []))
+    assert result["prompt"] == "Expanded: " + SMALL["prompt"], result["prompt"]
+    assert any("prompt expanded" in l["message"] for l in logs), logs
+    check_video(result["video"])
+    plain = fal_client.run(APP, arguments=SMALL)
+    assert plain["prompt"] == SMALL["prompt"], plain["prompt"]
+
+
 def main():
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
     failed = 0

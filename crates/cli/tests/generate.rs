@@ -219,3 +219,97 @@ fn ctrl_c_stops_a_running_generation() {
         "no output file on cancel"
     );
 }
+
+/// An OpenAI-compatible chat endpoint on loopback, on its own thread, answering `content`;
+/// returns its base URL and the request bodies it received.
+fn chat_endpoint(
+    content: &'static str,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/chat/completions",
+                axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+                    record.lock().unwrap().push(body);
+                    async move {
+                        axum::Json(serde_json::json!({
+                            "choices": [{"message": {"role": "assistant", "content": content}}]
+                        }))
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (base, seen)
+}
+
+#[test]
+fn prompt_expansion_rewrites_the_prompt_or_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("in.png");
+    write_png(&image);
+    let (base, seen) = chat_endpoint("A kite climbs into a windy sky.");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--image",
+            image.to_str().unwrap(),
+            "--prompt",
+            "a kite",
+            "--num-frames",
+            "17",
+            "--num-inference-steps",
+            "8",
+            "--num-refine-inference-steps",
+            "8",
+            "--seed",
+            "1",
+            "--enable-prompt-expansion",
+            "-o",
+            "e.mp4",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = generate(dir.path(), &a);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "generate failed:\n{stderr}");
+        let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (result, stderr)
+    };
+
+    let (result, stderr) = run(args(&[
+        "--prompt-expansion-url",
+        &base,
+        "--prompt-expansion-model",
+        "vl",
+    ]));
+    assert_eq!(
+        result["prompt"], "A kite climbs into a windy sky.",
+        "{stderr}"
+    );
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["model"], "vl");
+    assert_eq!(bodies[0]["messages"][1]["content"][0]["text"], "a kite");
+
+    let (result, stderr) = run(args(&[]));
+    assert_eq!(result["prompt"], "a kite");
+    assert!(stderr.contains("no endpoint is configured"), "{stderr}");
+}

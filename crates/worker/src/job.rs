@@ -18,6 +18,7 @@ use crate::failure::Failure;
 use crate::metrics as m;
 use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
 use crate::progress::{format_progress, ProgressThrottle};
+use crate::prompt_expansion::{expand_or_keep, Expanded};
 use crate::shared::Shared;
 
 /// How a job's processing ended.
@@ -169,11 +170,16 @@ async fn run_inner(
     )
     .await;
 
-    let request = input.to_generation_request(RgbImage {
+    let image = RgbImage {
         width: image.width,
         height: image.height,
         data: image.data,
-    });
+    };
+    let mut input = input;
+    if input.enable_prompt_expansion {
+        input.prompt = expand_prompt(shared, &job.id, &input.prompt, &image, cancel).await?;
+    }
+    let request = input.to_generation_request(image);
     let seed = request.seed;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (reply_tx, reply_rx) = oneshot::channel();
@@ -223,6 +229,51 @@ async fn run_inner(
         prompt: input.prompt.clone(),
     };
     serde_json::to_value(&output).map_err(|e| Failure::Internal(format!("output JSON: {e}")))
+}
+
+/// The prompt `enable_prompt_expansion` gives (docs/worker.md, "Prompt expansion"): the
+/// endpoint's rewrite, or the prompt as given with a `WARN` log line saying why.
+async fn expand_prompt(
+    shared: &Shared,
+    job_id: &str,
+    prompt: &str,
+    image: &RgbImage,
+    cancel: &CancelToken,
+) -> Result<String, Failure> {
+    let config = shared.config.prompt_expansion.as_ref();
+    if let Some(config) = config {
+        log(
+            shared,
+            job_id,
+            "INFO",
+            &format!("expanding the prompt with {}", config.model),
+        )
+        .await;
+    }
+    let t = Instant::now();
+    let step = tokio::select! {
+        r = expand_or_keep(config, prompt, image) => r,
+        _ = cancelled(cancel) => return Err(Failure::Cancelled),
+    };
+    match step {
+        Ok(Expanded::Rewritten(text)) => {
+            m::stage_seconds("prompt_expansion", t.elapsed().as_secs_f64());
+            log(
+                shared,
+                job_id,
+                "INFO",
+                &format!("prompt expanded ({} characters)", text.chars().count()),
+            )
+            .await;
+            Ok(text)
+        }
+        Ok(Expanded::Kept { prompt, warning }) => {
+            tracing::warn!("{warning}");
+            log(shared, job_id, "WARN", &warning).await;
+            Ok(prompt)
+        }
+        Err(e) => Err(Failure::Internal(format!("prompt expansion failed: {e}"))),
+    }
 }
 
 /// The stored input as the endpoint's input (validated again: it may come from another version).

@@ -16,6 +16,7 @@ use longcat_core::{
 use longcat_media::input::AddressPolicy;
 use longcat_storage::Storage;
 use longcat_store::{Job, JobStatus, JobStore, NewJob};
+use longcat_worker::prompt_expansion::{ExpansionConfig, OnFailure};
 use longcat_worker::webhook::WebhookConfig;
 use longcat_worker::{WorkerConfig, WorkerPool};
 use serde_json::{json, Value};
@@ -747,4 +748,171 @@ async fn extreme_aspect_png_fails_as_a_422_on_image_url() {
         assert_eq!(detail[0]["ctx"]["max_width"], 16384, "{detail}");
     }
     pool.shutdown().await;
+}
+
+/// [`Gradient`] that records the prompt each request reached the model with.
+struct PromptRecorder {
+    inner: Gradient,
+    prompts: Arc<Mutex<Vec<String>>>,
+}
+
+impl VideoGenerator for PromptRecorder {
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary, GenerationError> {
+        self.prompts.lock().unwrap().push(request.prompt.clone());
+        self.inner.generate(request, sink, cancel)
+    }
+}
+
+/// A chat-completions endpoint on loopback answering `status` with `content`; returns its
+/// base URL and the bodies it received.
+async fn chat_endpoint(status: u16, content: &str) -> (String, Hooks) {
+    let seen = Hooks::default();
+    let answer = json!({"choices": [{"message": {"role": "assistant", "content": content}}]});
+    let app = Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(move |State(h): State<Hooks>, body: Bytes| {
+                let answer = answer.clone();
+                async move {
+                    h.0.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        axum::Json(answer),
+                    )
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://127.0.0.1:{port}/v1"), seen)
+}
+
+fn expansion(base: &str, on_failure: OnFailure) -> ExpansionConfig {
+    ExpansionConfig {
+        endpoint: ExpansionConfig::endpoint_for(base).unwrap(),
+        model: "vision-model".into(),
+        api_key: None,
+        timeout: Duration::from_secs(5),
+        attempts: 1,
+        on_failure,
+    }
+}
+
+/// Runs one job asking for prompt expansion on a pool with `expansion`; returns the finished
+/// job, the prompts the model saw and the job's log lines.
+async fn run_expansion_job(
+    tag: &str,
+    expansion: Option<ExpansionConfig>,
+    ask: bool,
+) -> (Job, Vec<String>, Vec<(String, String)>) {
+    let env = env(tag).await;
+    let mut cfg = config(&env);
+    cfg.prompt_expansion = expansion;
+    let prompts = Arc::new(Mutex::new(Vec::new()));
+    let pool = WorkerPool::spawn(
+        1,
+        env.store.clone(),
+        env.storage.clone(),
+        Arc::new(PromptRecorder {
+            inner: Gradient {
+                steps: 1,
+                step_delay: Duration::ZERO,
+            },
+            prompts: prompts.clone(),
+        }),
+        cfg,
+    );
+    let input = json!({"image_url": png_data_uri(), "num_frames": 17,
+                       "prompt": "a fox", "enable_prompt_expansion": ask});
+    let id = submit(&env.store, input, None).await;
+    pool.notify();
+    let job = wait_for(&env.store, &id, terminal).await;
+    let logs = env
+        .store
+        .logs(&id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.level, l.message))
+        .collect();
+    pool.shutdown().await;
+    let seen = prompts.lock().unwrap().clone();
+    (job, seen, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expanded_prompt_reaches_the_model_and_the_output() {
+    let (base, seen) = chat_endpoint(200, "A red fox trots through snow.").await;
+    let (job, prompts, _) =
+        run_expansion_job("expand", Some(expansion(&base, OnFailure::Fail)), true).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!(prompts, ["A red fox trots through snow."]);
+    assert_eq!(
+        job.result.unwrap()["prompt"],
+        "A red fox trots through snow."
+    );
+    let bodies = seen.0.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["model"], "vision-model");
+    assert_eq!(bodies[0]["messages"][1]["content"][0]["text"], "a fox");
+    let url = bodies[0]["messages"][1]["content"][1]["image_url"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(url.starts_with("data:image/jpeg;base64,"));
+
+    // Not asked for: the endpoint is not called.
+    let (base, seen) = chat_endpoint(200, "unused").await;
+    let (job, prompts, _) =
+        run_expansion_job("noask", Some(expansion(&base, OnFailure::Fail)), false).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!(prompts, ["a fox"]);
+    assert!(seen.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_missing_expansion_keeps_the_prompt_or_fails_by_policy() {
+    let (base, _) = chat_endpoint(503, "busy").await;
+    let (job, prompts, logs) =
+        run_expansion_job("keep", Some(expansion(&base, OnFailure::Original)), true).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!(prompts, ["a fox"]);
+    assert_eq!(job.result.unwrap()["prompt"], "a fox");
+    assert!(
+        logs.iter()
+            .any(|(level, m)| level == "WARN" && m.contains("HTTP 503")),
+        "{logs:?}"
+    );
+
+    let (job, prompts, _) =
+        run_expansion_job("fail", Some(expansion(&base, OnFailure::Fail)), true).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(prompts.is_empty(), "the model never ran");
+    let err = job.error.unwrap();
+    assert_eq!(err.kind, "internal");
+    assert!(
+        err.message.starts_with("prompt expansion failed"),
+        "{err:?}"
+    );
+
+    let (job, prompts, logs) = run_expansion_job("none", None, true).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    assert_eq!(prompts, ["a fox"]);
+    assert!(
+        logs.iter()
+            .any(|(level, m)| level == "WARN" && m.contains("no endpoint is configured")),
+        "{logs:?}"
+    );
 }

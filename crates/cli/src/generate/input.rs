@@ -40,7 +40,7 @@ pub struct RequestFlags {
     /// `seed` (random when absent; printed at the end).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// `enable_prompt_expansion` (accepted; no prompt expansion model runs).
+    /// `enable_prompt_expansion` (rewrites the prompt through `--prompt-expansion-url`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub enable_prompt_expansion: Option<bool>,
     /// `enable_safety_checker` (accepted; no safety checker runs).
@@ -166,9 +166,6 @@ pub fn parse(body: &Value) -> anyhow::Result<I2vInput> {
 /// What the CLI accepts but does not act on.
 pub fn ignored_notes(input: &I2vInput) -> Vec<&'static str> {
     let mut notes = Vec::new();
-    if input.enable_prompt_expansion {
-        notes.push("enable_prompt_expansion is accepted but no prompt expansion model runs");
-    }
     if input.sync_mode {
         notes.push("sync_mode has no effect on the command line: the video is written to a file");
     }

@@ -10,11 +10,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use longcat_core::RgbImage;
 use longcat_media::{EncoderConfig, VideoOptions};
 use longcat_model::vae::VaeTiling;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::CancelToken;
+use longcat_worker::prompt_expansion::{expand_or_keep, Expanded};
+use longcat_worker::PromptExpansionLayer;
 
 use input::{request_body, RequestFlags};
 use sink::EncodingSink;
@@ -44,14 +47,21 @@ pub struct GenerateArgs {
     /// Spatial tiling of the VAE, TILE[,OVERLAP] in latent pixels [default: off].
     #[arg(long, env = "LONGCAT_VAE_TILING", value_name = "TILE[,OVERLAP]", long_help = crate::device::VAE_TILING_HELP)]
     vae_tiling: Option<VaeTiling>,
+    /// Where `--enable-prompt-expansion` sends the prompt (the server's flags; key from
+    /// LONGCAT_PROMPT_EXPANSION_KEY).
+    #[command(flatten)]
+    prompt_expansion: PromptExpansionLayer,
 }
 
 /// Runs `longcat generate`.
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let body = request_body(args.input_json.as_deref(), &args.flags)?;
-    let parsed = input::parse(&body)?;
+    let mut parsed = input::parse(&body)?;
     let image = image::load(&parsed.image_url)?;
+    if parsed.enable_prompt_expansion {
+        parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, &image)?;
+    }
     let request = parsed.to_generation_request(image);
     let options = VideoOptions {
         output_type: parsed.video_output_type,
@@ -130,6 +140,35 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     );
     println!("{}", serde_json::to_string_pretty(&result)?);
     Ok(())
+}
+
+/// The prompt `--enable-prompt-expansion` gives: the endpoint's rewrite, or the prompt as
+/// given with a warning on stderr (not configured, or failed with policy `original`).
+fn expand_prompt(
+    layer: &PromptExpansionLayer,
+    prompt: &str,
+    image: &RgbImage,
+) -> anyhow::Result<String> {
+    let mut config = PromptExpansionLayer::resolve(layer, &PromptExpansionLayer::default())?;
+    if let Some(config) = &mut config {
+        config.api_key = PromptExpansionLayer::key_from_env();
+        eprintln!("expanding the prompt with {}", config.model);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("prompt expansion runtime")?;
+    match runtime.block_on(expand_or_keep(config.as_ref(), prompt, image)) {
+        Ok(Expanded::Rewritten(text)) => {
+            eprintln!("prompt expanded: {text}");
+            Ok(text)
+        }
+        Ok(Expanded::Kept { prompt, warning }) => {
+            eprintln!("warning: {warning}");
+            Ok(prompt)
+        }
+        Err(e) => Err(anyhow::anyhow!("prompt expansion failed: {e}")),
+    }
 }
 
 /// Trips `cancel` on the first Ctrl-C (the generation stops after the current denoising step);
