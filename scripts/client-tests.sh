@@ -2,7 +2,9 @@
 # API tests with the official fal clients: starts the real `longcat serve` on 127.0.0.1 with the
 # built-in tiny model, a temporary database and storage, and one API key, then runs
 # tests/clients/python_client_test.py (PyPI fal-client) and tests/clients/js_client_test.mjs
-# (npm @fal-ai/client) against it. Installs both clients on first use.
+# (npm @fal-ai/client) against it. Installs both clients on first use. Under
+# scripts/with-s3.sh (LONGCAT_TEST_S3_STORAGE set) the server stores uploads and outputs in
+# that S3 bucket instead of a local directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,13 +34,18 @@ ffmpeg -v error -f lavfi -i testsrc=size=320x240:rate=1 -frames:v 1 "$WORK/input
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 KEY="client-test-key-$RANDOM$RANDOM"
+STORAGE="$WORK/files"
+if [ -n "${LONGCAT_TEST_S3_STORAGE:-}" ]; then
+  STORAGE="${LONGCAT_TEST_S3_STORAGE%/}/client-tests"
+fi
+echo "client-tests: storage $STORAGE" >&2
 # A loopback OpenAI-compatible endpoint for enable_prompt_expansion.
 CHAT_PORT=$(free_port)
 python3 "$CLIENTS/chat_endpoint.py" "$CHAT_PORT" &
 CHAT_PID=$!
 
 "$BIN" serve --host 127.0.0.1 --port "$PORT" --public-url "http://127.0.0.1:$PORT" \
-  --database-url "sqlite://$WORK/longcat.db" --storage "$WORK/files" \
+  --database-url "sqlite://$WORK/longcat.db" --storage "$STORAGE" \
   --workers 1 --api-key "$KEY" --allow-private-image-urls \
   --prompt-expansion-url "http://127.0.0.1:$CHAT_PORT/v1" --prompt-expansion-model test-vl \
   >"$WORK/server.log" 2>&1 &

@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing, then checks formatting, runs every Rust test
 # (unit, parity against $LONGCAT_GOLDENS (default ../shared/goldens), media, API, job store on
 # SQLite and Postgres), clippy with warnings as errors,
-# the golden check CLI, and the system tests (official fal clients, crash, workers, panic).
+# the golden check CLI, and the system tests (official fal clients, crash, workers, panic,
+# scale-out on Postgres + S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -28,6 +29,19 @@ if [ "${LONGCAT_TEST_POSTGRES:-1}" = "1" ] && [ -z "${LONGCAT_TEST_POSTGRES_URL:
 else
   cargo test --workspace --no-fail-fast
 fi
+# The storage scenarios and the two-server upload tests again on a real S3-compatible server
+# (scripts/with-s3.sh starts moto's server with a fresh bucket; the workspace run above covered
+# the local directory and skipped the S3 runs). LONGCAT_TEST_S3=0 skips this.
+if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
+  rc=0
+  scripts/with-s3.sh bash -c 'cargo test -p longcat-storage --test backends &&
+    cargo test -p longcat-server --test scaleout' || rc=$?
+  if [ "$rc" -eq 75 ]; then
+    echo "test.sh: SKIPPED the storage and upload tests on S3: no local S3 server (moto) could be started" >&2
+  elif [ "$rc" -ne 0 ]; then
+    exit "$rc"
+  fi
+fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
@@ -35,8 +49,30 @@ cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 # processes sharing the job database (webhook signatures checked against the server's JWKS),
 # and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
+# The same client tests with the server's uploads and outputs in an S3 bucket (both upload
+# protocols, results and files served from the bucket); skipped loudly where no S3 server can
+# be started.
+rc=0
+scripts/with-s3.sh scripts/client-tests.sh || rc=$?
+if [ "$rc" -eq 75 ]; then
+  echo "test.sh: SKIPPED the client tests on S3: no local S3 server (moto) could be started" >&2
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 # The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
 # scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
 tests/clients/.venv/bin/python tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 python3 tests/system/panic_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+# Scale-out (docs/deploy.md): two `serve --workers 0` behind a loopback balancer and two
+# `worker` processes on one Postgres and one S3 bucket; the fal client uploads through A (and
+# in parts across both), submits through B, polls A; a worker is killed with kill -9 mid-job.
+# Skipped loudly where Postgres or the S3 server cannot be started (exit 75).
+rc=0
+scripts/with-postgres.sh scripts/with-s3.sh tests/clients/.venv/bin/python \
+  tests/system/scaleout_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat" || rc=$?
+if [ "$rc" -eq 75 ]; then
+  echo "test.sh: SKIPPED the scale-out system test: no local Postgres or S3 server could be started" >&2
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi

@@ -1,10 +1,10 @@
-//! `Authorization: Key <key>` checking, and short-lived upload tokens for the Python client.
+//! `Authorization: Key <key>` checking, and short-lived upload tokens for the Python client
+//! (kept in the job store, so a token issued by one server works on every other).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
+use longcat_store::JobStore;
 
 use crate::config::{sha256, ApiKey};
 use crate::error::ApiError;
@@ -40,20 +40,19 @@ impl Caller {
 /// Lifetime of tokens from `POST /storage/auth/token`.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Key checking plus the in-memory CDN tokens.
+/// Key checking; upload tokens are looked up in the job store ([`Auth::check_upload`]).
 #[derive(Debug)]
 pub struct Auth {
     keys: Vec<ApiKey>,
-    tokens: Mutex<HashMap<String, (Option<String>, Instant)>>,
 }
+
+/// The 401 for a credential that is neither a key nor (on the upload routes) a live token.
+const INVALID_KEY: &str = "Invalid API key (upload tokens open the upload routes only)";
 
 impl Auth {
     /// Authentication with `keys` (empty = off).
     pub fn new(keys: Vec<ApiKey>) -> Self {
-        Self {
-            keys,
-            tokens: Mutex::new(HashMap::new()),
-        }
+        Self { keys }
     }
 
     /// Whether keys are required.
@@ -65,17 +64,41 @@ impl Auth {
     /// Upload tokens are refused here: they open the upload routes only
     /// ([`Auth::check_upload`]).
     pub fn check(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        self.check_with(headers, false)
+        match self.credential(headers)? {
+            None => Ok(Caller::anonymous()),
+            Some((_, credential)) => self.key_id(credential),
+        }
     }
 
-    /// Like [`Auth::check`], also accepting `Bearer <upload token>` (upload routes only).
-    pub fn check_upload(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        self.check_with(headers, true)
+    /// Like [`Auth::check`], also accepting `Bearer <upload token>` with a live token from
+    /// `store` (upload routes only).
+    pub async fn check_upload(
+        &self,
+        store: &JobStore,
+        headers: &HeaderMap,
+    ) -> Result<Caller, ApiError> {
+        let (bearer, credential) = match self.credential(headers)? {
+            None => return Ok(Caller::anonymous()),
+            Some(c) => c,
+        };
+        match self.key_id(credential) {
+            Ok(caller) => Ok(caller),
+            Err(e) if !bearer => Err(e),
+            Err(e) => match store.upload_token(credential).await? {
+                Some(token) => Ok(Caller {
+                    key_id: token.key_id,
+                    admin: false,
+                }),
+                None => Err(e),
+            },
+        }
     }
 
-    fn check_with(&self, headers: &HeaderMap, tokens: bool) -> Result<Caller, ApiError> {
+    /// The credential of the `Authorization` header and whether it came as `Bearer`; `None`
+    /// when authentication is off.
+    fn credential<'h>(&self, headers: &'h HeaderMap) -> Result<Option<(bool, &'h str)>, ApiError> {
         if !self.enabled() {
-            return Ok(Caller::anonymous());
+            return Ok(None);
         }
         let value = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -91,17 +114,8 @@ impl Auth {
                 ApiError::unauthorized("Malformed Authorization header (expected 'Key <your key>')")
             })?;
         match scheme.as_str() {
-            "key" => self.key_id(credential),
-            "bearer" => match self.token_key(credential) {
-                Some(key_id) if tokens => Ok(Caller {
-                    key_id,
-                    admin: false,
-                }),
-                Some(_) => Err(ApiError::unauthorized(
-                    "Upload tokens only open the upload routes; use 'Key <your key>'",
-                )),
-                None => self.key_id(credential),
-            },
+            "key" => Ok(Some((false, credential))),
+            "bearer" => Ok(Some((true, credential))),
             _ => Err(ApiError::unauthorized(
                 "Unsupported Authorization scheme (expected 'Key <your key>')",
             )),
@@ -120,26 +134,21 @@ impl Auth {
                 key_id: Some(k.id.clone()),
                 admin: k.admin,
             }),
-            None => Err(ApiError::unauthorized("Invalid API key")),
+            None => Err(ApiError::unauthorized(INVALID_KEY)),
         }
     }
 
-    /// Issues an upload token for `caller`, valid for [`TOKEN_LIFETIME`].
-    pub fn issue_token(&self, caller: &Caller) -> (String, Duration) {
+    /// Issues an upload token for `caller`, valid for [`TOKEN_LIFETIME`], recorded in `store`.
+    pub async fn issue_token(
+        &self,
+        store: &JobStore,
+        caller: &Caller,
+    ) -> Result<(String, Duration), ApiError> {
         let token = random_token();
-        let now = Instant::now();
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.retain(|_, (_, exp)| *exp > now);
-            tokens.insert(token.clone(), (caller.key_id.clone(), now + TOKEN_LIFETIME));
-        }
-        (token, TOKEN_LIFETIME)
-    }
-
-    /// The key id behind a live token.
-    fn token_key(&self, token: &str) -> Option<Option<String>> {
-        let tokens = self.tokens.lock().ok()?;
-        let (key, exp) = tokens.get(token)?;
-        (*exp > Instant::now()).then(|| key.clone())
+        store
+            .create_upload_token(&token, caller.key_id.as_deref(), TOKEN_LIFETIME)
+            .await?;
+        Ok((token, TOKEN_LIFETIME))
     }
 }
 
@@ -163,8 +172,9 @@ mod tests {
         h
     }
 
-    #[test]
-    fn keys_and_tokens() {
+    #[tokio::test]
+    async fn keys_and_tokens() {
+        let store = JobStore::connect("sqlite::memory:").await.unwrap();
         let auth = Auth::new(vec![ApiKey::from_plain("k1")]);
         let caller = auth.check(&headers("Key k1")).unwrap();
         assert!(caller.key_id.is_some());
@@ -173,14 +183,22 @@ mod tests {
         assert!(auth.check(&headers("Key nope")).is_err());
         assert!(auth.check(&HeaderMap::new()).is_err());
         assert!(auth.check(&headers("Basic abc")).is_err());
-        let (token, _) = auth.issue_token(&caller);
+        let (token, _) = auth.issue_token(&store, &caller).await.unwrap();
         let bearer = headers(&format!("Bearer {token}"));
-        assert_eq!(auth.check_upload(&bearer).unwrap(), caller);
+        assert_eq!(auth.check_upload(&store, &bearer).await.unwrap(), caller);
         assert!(auth.check(&bearer).is_err(), "upload token outside uploads");
         assert!(auth.check(&headers(&format!("Key {token}"))).is_err());
         assert!(auth
-            .check_upload(&headers(&format!("Key {token}")))
+            .check_upload(&store, &headers(&format!("Key {token}")))
+            .await
             .is_err());
+        assert!(auth
+            .check_upload(&store, &headers("Bearer not-a-token"))
+            .await
+            .is_err());
+        // A second server's Auth over the same store accepts the token.
+        let other = Auth::new(vec![ApiKey::from_plain("k1")]);
+        assert_eq!(other.check_upload(&store, &bearer).await.unwrap(), caller);
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! headers before anything is read), and reading the body within the body timeout, large
 //! ones a few at a time.
 
-use std::time::Instant;
-
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 
@@ -14,8 +12,13 @@ use crate::request::percent_decode;
 use crate::state::AppState;
 
 /// Checks, from the headers alone, that a request may send a body: an upload URL must be
-/// live, the upload routes take a key or an upload token, everything else a key.
-pub fn authorize_body(state: &AppState, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+/// live (in the job store, whichever server issued it), the upload routes take a key or an
+/// upload token, everything else a key.
+pub async fn authorize_body(
+    state: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     if !state.auth.enabled() {
         return Ok(());
     }
@@ -43,12 +46,7 @@ pub fn authorize_body(state: &AppState, path: &str, headers: &HeaderMap) -> Resu
         _ => None,
     };
     if let Some(token) = upload_token {
-        let live = state
-            .uploads
-            .lock()
-            .map(|u| u.get(token).is_some_and(|u| u.expires > Instant::now()))
-            .unwrap_or(false);
-        return if live {
+        return if state.store.upload_url(token).await?.is_some() {
             Ok(())
         } else {
             Err(ApiError::Plain(
@@ -59,7 +57,11 @@ pub fn authorize_body(state: &AppState, path: &str, headers: &HeaderMap) -> Resu
     }
     match segments.as_slice() {
         ["storage", "auth", ..] => state.auth.check(headers).map(drop),
-        ["storage", ..] | ["files", "upload", ..] => state.auth.check_upload(headers).map(drop),
+        ["storage", ..] | ["files", "upload", ..] => state
+            .auth
+            .check_upload(&state.store, headers)
+            .await
+            .map(drop),
         _ => state.auth.check(headers).map(drop),
     }
 }

@@ -108,6 +108,13 @@ pub async fn serve(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
         .path
         .trim_start_matches('/')
         .trim_start_matches("files/");
+    // Parts of unfinished multipart uploads are not files of their own.
+    if key
+        .strip_prefix(longcat_storage::UPLOAD_PARTS_FOLDER)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
+        return Err(ApiError::not_found("Not found"));
+    }
     let meta = state.storage.head(key).await?;
     let range = req.header("range").and_then(parse_range);
     let resolved = match resolve_range(range, meta.size) {

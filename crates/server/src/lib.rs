@@ -27,7 +27,6 @@ pub mod uploads;
 pub mod webhook_url;
 pub mod workers;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -228,7 +227,6 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         large_bodies: Arc::new(tokio::sync::Semaphore::new(config.max_large_bodies.max(1))),
         bound_url,
         metrics: prometheus(),
-        uploads: Mutex::new(HashMap::new()),
         max_queue_depth: config.max_queue_depth,
         max_attempts: config.max_attempts.max(1),
         jwks,

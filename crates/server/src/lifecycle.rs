@@ -1,7 +1,8 @@
 //! The task that deletes expired files: outputs past the lifetime their request asked for and
 //! uploads past theirs (both set by the headers in [`crate::lifetime`]).
-//! Each pass also deletes the parts of abandoned multipart uploads
-//! ([`crate::uploads::sweep_abandoned_parts`], after [`crate::uploads::PARTS_TTL`]).
+//! The parts folders of multipart uploads are among those folders (scheduled at initiate, due
+//! after [`crate::uploads::PARTS_TTL`]). Each pass also drops expired upload URLs and upload
+//! tokens from the job store.
 
 use std::time::Duration;
 
@@ -55,20 +56,16 @@ pub fn spawn(store: JobStore, storage: Storage, every: Duration) -> JoinHandle<(
                 Ok(files) => tracing::info!(files, "lifecycle: deleted expired files"),
                 Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; retrying next pass"),
             }
-            let root = crate::uploads::parts_root();
-            let swept = tokio::task::spawn_blocking(move || {
-                crate::uploads::sweep_abandoned_parts(&root, crate::uploads::PARTS_TTL)
-            })
-            .await;
-            match swept {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
-                    tracing::info!(uploads = n, "lifecycle: deleted abandoned upload parts")
+            match store.purge_expired_uploads(Utc::now()).await {
+                Ok(p) if p.urls + p.tokens == 0 => {}
+                Ok(p) => tracing::debug!(
+                    urls = p.urls,
+                    tokens = p.tokens,
+                    "lifecycle: dropped expired upload URLs and tokens"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging expired uploads failed; retrying next pass")
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "sweeping upload parts failed; retrying next pass")
-                }
-                Err(e) => tracing::warn!(error = %e, "sweeping upload parts panicked"),
             }
         }
     })

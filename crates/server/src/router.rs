@@ -39,7 +39,7 @@ pub async fn entry(State(state): State<Arc<AppState>>, request: Request) -> Resp
         None => parts.headers.contains_key(header::TRANSFER_ENCODING),
     };
     let body = if has_body {
-        if let Err(e) = authorize_body(&state, &path, &parts.headers) {
+        if let Err(e) = authorize_body(&state, &path, &parts.headers).await {
             return e.into_response();
         }
         match read_body(&state, body, declared).await {

@@ -1,8 +1,6 @@
 //! Shared state of the HTTP handlers.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode};
 use longcat_storage::Storage;
@@ -23,17 +21,6 @@ fn split_port(host: &str) -> &str {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     }
-}
-
-/// An upload the client was given a URL for and has not finished.
-#[derive(Debug, Clone)]
-pub struct PendingUpload {
-    /// Storage key the bytes go to.
-    pub key: String,
-    /// MIME type to store.
-    pub content_type: String,
-    /// When the upload URL stops working.
-    pub expires: Instant,
 }
 
 /// Everything the handlers share.
@@ -60,8 +47,6 @@ pub struct AppState {
     pub bound_url: String,
     /// Prometheus renderer.
     pub metrics: PrometheusHandle,
-    /// Upload URLs handed out, by token.
-    pub uploads: Mutex<HashMap<String, PendingUpload>>,
     /// 429 threshold (0 = none).
     pub max_queue_depth: u64,
     /// Claims per job.

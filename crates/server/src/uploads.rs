@@ -7,16 +7,20 @@
 //! * Python default (`fal_v3`): `POST /storage/auth/token` → `POST /files/upload`; multipart:
 //!   `POST /files/upload/multipart` → `PUT {access_url}/multipart/{id}/{n}` →
 //!   `POST {access_url}/multipart/{id}/complete`.
+//!
+//! Upload URLs, part records and bearer tokens live in the job store and the parts' bytes in
+//! storage (`upload-parts/<uuid>/<n>`), so every step may reach a different server.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
-use longcat_storage::keys::upload_key;
+use longcat_storage::keys::{upload_key, upload_part_key, upload_parts_folder};
+use longcat_storage::StorageError;
+use longcat_store::UploadUrl;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -25,7 +29,7 @@ use crate::auth::random_token;
 use crate::error::{json_response, ApiError};
 use crate::lifetime;
 use crate::request::FalRequest;
-use crate::state::{AppState, PendingUpload};
+use crate::state::AppState;
 
 /// How long an upload URL stays valid.
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(3600);
@@ -45,9 +49,9 @@ pub async fn handle(state: &Arc<AppState>, req: FalRequest) -> Result<Response, 
     let post = req.method == Method::POST;
     let put = req.method == Method::PUT;
     match segs.as_slice() {
-        ["storage", "upload", "initiate"] if post => initiate(state, &req).await,
-        ["storage", "upload", "initiate-multipart"] if post => initiate(state, &req).await,
-        ["storage", "auth", "token"] if post => cdn_token(state, &req),
+        ["storage", "upload", "initiate"] if post => initiate(state, &req, false).await,
+        ["storage", "upload", "initiate-multipart"] if post => initiate(state, &req, true).await,
+        ["storage", "auth", "token"] if post => cdn_token(state, &req).await,
         ["tokens"] if post => Err(ApiError::not_found(
             "Realtime endpoints are not supported by this server",
         )),
@@ -89,47 +93,52 @@ async fn apply_lifetime(
     Ok(())
 }
 
-/// Registers an upload URL for a new key.
-fn register(state: &AppState, file_name: &str, content_type: &str) -> (String, String) {
+/// Registers an upload URL for a new key in the job store; for a multipart upload also
+/// schedules the deletion of its parts folder after [`PARTS_TTL`] (the parts of an upload
+/// never completed). Returns the token and the key.
+async fn register(
+    state: &AppState,
+    file_name: &str,
+    content_type: &str,
+    multipart: bool,
+) -> Result<(String, String), ApiError> {
     let key = upload_key(file_name);
     let token = random_token();
-    if let Ok(mut uploads) = state.uploads.lock() {
-        let now = Instant::now();
-        uploads.retain(|_, u| u.expires > now);
-        uploads.insert(
-            token.clone(),
-            PendingUpload {
-                key: key.clone(),
-                content_type: content_type.to_owned(),
-                expires: now + UPLOAD_URL_LIFETIME,
-            },
-        );
+    state
+        .store
+        .create_upload_url(&token, &key, content_type, UPLOAD_URL_LIFETIME)
+        .await?;
+    if multipart {
+        state
+            .store
+            .expire_files_after(&parts_folder(&key)?, PARTS_TTL)
+            .await?;
     }
-    (token, key)
+    Ok((token, key))
 }
 
-fn pending(state: &AppState, token: &str) -> Result<PendingUpload, ApiError> {
-    let uploads = state
-        .uploads
-        .lock()
-        .map_err(|_| ApiError::internal("upload table poisoned"))?;
-    match uploads.get(token) {
-        Some(u) if u.expires > Instant::now() => Ok(u.clone()),
-        _ => Err(ApiError::Plain(
+/// The live upload URL `token` (issued by any server sharing the store), else a 403.
+async fn pending(state: &AppState, token: &str) -> Result<UploadUrl, ApiError> {
+    state.store.upload_url(token).await?.ok_or_else(|| {
+        ApiError::Plain(
             StatusCode::FORBIDDEN,
             "Upload URL is unknown or expired".to_owned(),
-        )),
-    }
+        )
+    })
 }
 
-fn forget(state: &AppState, token: &str) {
-    if let Ok(mut uploads) = state.uploads.lock() {
-        uploads.remove(token);
-    }
+/// Where the parts of the upload to `key` wait.
+fn parts_folder(key: &str) -> Result<String, ApiError> {
+    upload_parts_folder(key)
+        .ok_or_else(|| ApiError::internal(format!("'{key}' is not an upload key")))
 }
 
-async fn initiate(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
-    state.auth.check_upload(&req.headers)?;
+async fn initiate(
+    state: &Arc<AppState>,
+    req: &FalRequest,
+    multipart: bool,
+) -> Result<Response, ApiError> {
+    state.auth.check_upload(&state.store, &req.headers).await?;
     let body: InitiateBody = if req.body.is_empty() {
         InitiateBody::default()
     } else {
@@ -142,7 +151,7 @@ async fn initiate(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, A
         .unwrap_or_else(|| "application/octet-stream".to_owned());
     let file_name = body.file_name.unwrap_or_else(|| "upload.bin".to_owned());
     let lifetime = upload_lifetime(req)?;
-    let (token, key) = register(state, &file_name, &content_type);
+    let (token, key) = register(state, &file_name, &content_type, multipart).await?;
     apply_lifetime(state, lifetime, &key).await?;
     let base = state.public_base(&req.headers)?;
     Ok(json_response(
@@ -160,7 +169,7 @@ async fn put_whole(
     token: &str,
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
-    let up = pending(state, token)?;
+    let up = pending(state, token).await?;
     let content_type = req
         .header("content-type")
         .map(str::to_owned)
@@ -169,7 +178,7 @@ async fn put_whole(
         .storage
         .put_bytes(&up.key, req.body.clone(), &content_type)
         .await?;
-    forget(state, token);
+    state.store.finish_upload_url(token).await?;
     metrics::counter!("longcat_uploads_total").increment(1);
     Ok(json_response(
         StatusCode::OK,
@@ -177,51 +186,10 @@ async fn put_whole(
     ))
 }
 
-/// How long the parts of an unfinished multipart upload are kept after their last write:
-/// the upload URL's lifetime. Its token was issued before that write, so by then the URL has
-/// expired and the parts can never be completed.
-pub const PARTS_TTL: Duration = UPLOAD_URL_LIFETIME;
-
-/// Where multipart parts wait for `complete`: `<tmp>/longcat-uploads/<token>/<n>`.
-pub fn parts_root() -> PathBuf {
-    std::env::temp_dir().join("longcat-uploads")
-}
-
-fn parts_dir(token: &str) -> PathBuf {
-    parts_root().join(token)
-}
-
-/// Deletes the part folders under `root` whose newest entry (the folder or a part in it) was
-/// modified more than `ttl` ago. Returns how many folders went. Run by the lifecycle loop.
-pub fn sweep_abandoned_parts(root: &Path, ttl: Duration) -> std::io::Result<u64> {
-    let entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let now = SystemTime::now();
-    let old = |t: SystemTime| now.duration_since(t).is_ok_and(|age| age > ttl);
-    let mut removed = 0;
-    for entry in entries {
-        let dir = entry?.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        let mut newest = std::fs::metadata(&dir)?.modified()?;
-        for part in std::fs::read_dir(&dir)? {
-            let modified = part?.metadata()?.modified()?;
-            newest = newest.max(modified);
-        }
-        if old(newest) {
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => removed += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(removed)
-}
+/// How long after `initiate-multipart` the parts folder of an upload is deleted (by the
+/// lifecycle pass, through the job store's file expirations): the upload URL's lifetime, after
+/// which no part can be added or completed, plus an hour for requests still in flight.
+pub const PARTS_TTL: Duration = UPLOAD_URL_LIFETIME.saturating_add(Duration::from_secs(3600));
 
 async fn put_part(
     state: &Arc<AppState>,
@@ -229,20 +197,29 @@ async fn put_part(
     part: &str,
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
-    pending(state, token)?;
+    let up = pending(state, token).await?;
     let n: u32 = part
         .parse()
         .ok()
         .filter(|n| (1..=10_000).contains(n))
         .ok_or_else(|| ApiError::bad_request("part number must be 1..=10000"))?;
-    let dir = parts_dir(token);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::internal)?;
-    tokio::fs::write(dir.join(n.to_string()), &req.body)
-        .await
-        .map_err(ApiError::internal)?;
     let etag = hex::encode(Sha256::digest(&req.body));
+    let part_key = upload_part_key(&parts_folder(&up.key)?, n);
+    state
+        .storage
+        .put_bytes(&part_key, req.body.clone(), "application/octet-stream")
+        .await?;
+    let size = req.body.len() as u64;
+    if !state
+        .store
+        .record_upload_part(token, n, size, &etag)
+        .await?
+    {
+        return Err(ApiError::Plain(
+            StatusCode::FORBIDDEN,
+            "Upload URL is unknown or expired".to_owned(),
+        ));
+    }
     let mut resp = json_response(StatusCode::OK, json!({ "partNumber": n, "etag": etag }));
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         resp.headers_mut().insert("etag", v);
@@ -266,7 +243,7 @@ async fn complete(
     token: &str,
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
-    let up = pending(state, token)?;
+    let up = pending(state, token).await?;
     let body: CompleteBody = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("invalid complete request: {e}")))?;
     let mut numbers: Vec<u32> = body.parts.iter().map(|p| p.part_number).collect();
@@ -275,24 +252,37 @@ async fn complete(
     if numbers.is_empty() {
         return Err(ApiError::bad_request("no parts listed"));
     }
-    let dir = parts_dir(token);
-    let paths: Vec<PathBuf> = numbers.iter().map(|n| dir.join(n.to_string())).collect();
-    for (n, path) in numbers.iter().zip(&paths) {
-        if !tokio::fs::try_exists(path).await.unwrap_or(false) {
+    let recorded = state.store.upload_parts(token).await?;
+    for n in &numbers {
+        if !recorded.iter().any(|p| p.number == *n) {
             return Err(ApiError::bad_request(format!(
                 "part {n} was never uploaded"
             )));
         }
     }
-    // The parts stream straight into the stored object: no joined copy.
-    let parts: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    // The parts stream from storage straight into the stored object: no joined copy.
+    let folder = parts_folder(&up.key)?;
+    let keys: Vec<String> = numbers
+        .iter()
+        .map(|n| upload_part_key(&folder, *n))
+        .collect();
+    let sources: Vec<&str> = keys.iter().map(String::as_str).collect();
     let stored = state
         .storage
-        .put_files(&up.key, &parts, &up.content_type)
-        .await;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    let stored = stored?;
-    forget(state, token);
+        .put_objects(&up.key, &sources, &up.content_type)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound(part) => {
+                ApiError::bad_request(format!("part '{part}' is gone (expired)"))
+            }
+            other => other.into(),
+        })?;
+    state.store.finish_upload_url(token).await?;
+    if let Err(e) = state.storage.delete_under(&folder, None).await {
+        tracing::warn!(folder, error = %e, "deleting completed upload parts failed; they expire later");
+    } else {
+        state.store.forget_file_expiration(&folder).await?;
+    }
     metrics::counter!("longcat_uploads_total").increment(1);
     Ok(json_response(
         StatusCode::OK,
@@ -300,9 +290,9 @@ async fn complete(
     ))
 }
 
-fn cdn_token(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
+async fn cdn_token(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
     let caller = state.auth.check(&req.headers)?;
-    let (token, lifetime) = state.auth.issue_token(&caller);
+    let (token, lifetime) = state.auth.issue_token(&state.store, &caller).await?;
     let expires = Utc::now()
         + chrono::Duration::from_std(lifetime).unwrap_or_else(|_| chrono::Duration::hours(1));
     Ok(json_response(
@@ -323,7 +313,7 @@ fn file_name_of(req: &FalRequest) -> String {
 }
 
 async fn cdn_upload(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
-    state.auth.check_upload(&req.headers)?;
+    state.auth.check_upload(&state.store, &req.headers).await?;
     let lifetime = upload_lifetime(req)?;
     let content_type = content_type_of(req);
     let key = upload_key(&file_name_of(req));
@@ -343,9 +333,9 @@ async fn cdn_multipart_start(
     state: &Arc<AppState>,
     req: &FalRequest,
 ) -> Result<Response, ApiError> {
-    state.auth.check_upload(&req.headers)?;
+    state.auth.check_upload(&state.store, &req.headers).await?;
     let lifetime = upload_lifetime(req)?;
-    let (token, key) = register(state, &file_name_of(req), &content_type_of(req));
+    let (token, key) = register(state, &file_name_of(req), &content_type_of(req), true).await?;
     apply_lifetime(state, lifetime, &key).await?;
     Ok(json_response(
         StatusCode::OK,

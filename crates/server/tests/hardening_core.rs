@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
-
 use common::*;
 use serde_json::{json, Value};
 
@@ -59,54 +57,8 @@ async fn put_part(s: &TestServer, upload_url: &str, n: u32, bytes: Vec<u8>) -> V
     json!({"partNumber": n, "etag": r["etag"]})
 }
 
-fn parts_dir_of(upload_url: &str) -> std::path::PathBuf {
-    let token = upload_url.rsplit('/').next().unwrap();
-    longcat_server::uploads::parts_root().join(token)
-}
-
-/// Parts of an upload nobody completes are deleted by the lifecycle loop once older than
-/// `PARTS_TTL` (here: made to look older by back-dating them).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_multipart_parts_expire() {
-    let s = TestServer::start(Opts::default()).await;
-    let (upload_url, _) = initiate_multipart(&s).await;
-    put_part(&s, &upload_url, 1, vec![1; 1000]).await;
-    put_part(&s, &upload_url, 2, vec![2; 1000]).await;
-    let dir = parts_dir_of(&upload_url);
-    assert!(dir.join("1").is_file() && dir.join("2").is_file());
-    // A second, fresh upload's parts must survive the same passes.
-    let (fresh_url, _) = initiate_multipart(&s).await;
-    put_part(&s, &fresh_url, 1, vec![3; 10]).await;
-    let fresh = parts_dir_of(&fresh_url);
-
-    let past = SystemTime::now() - longcat_server::uploads::PARTS_TTL - Duration::from_secs(60);
-    for p in [dir.join("1"), dir.join("2"), dir.clone()] {
-        std::fs::File::open(&p).unwrap().set_modified(past).unwrap();
-    }
-    // The lifecycle loop runs every 200 ms in tests.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while dir.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "abandoned parts still at {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(fresh.join("1").is_file(), "a live upload's part was swept");
-    // Completing the abandoned upload now fails cleanly.
-    let resp = s
-        .client
-        .post(format!("{upload_url}/complete"))
-        .json(&json!({"parts": [{"partNumber": 1}, {"partNumber": 2}]}))
-        .go()
-        .await;
-    assert_eq!(resp.status(), 400);
-    s.handle.shutdown().await;
-}
-
 /// `complete` assembles several parts (one larger than the storage buffer) into the right
-/// bytes, in part-number order, and removes the parts.
+/// bytes, in part-number order (that the parts are removed: tests/scaleout.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multipart_complete_streams_the_parts_in_order() {
     let s = TestServer::start(Opts::default()).await;
@@ -135,6 +87,5 @@ async fn multipart_complete_streams_the_parts_in_order() {
     let got = s.client.get(&file_url).go().await.bytes().await.unwrap();
     assert_eq!(got.len(), total);
     assert!(got[..] == chunks.concat()[..], "assembled bytes differ");
-    assert!(!parts_dir_of(&upload_url).exists());
     s.handle.shutdown().await;
 }

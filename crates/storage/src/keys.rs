@@ -38,6 +38,26 @@ pub fn upload_key(file_name: &str) -> String {
     )
 }
 
+/// The folder where the parts of multipart uploads wait for `complete`.
+pub const UPLOAD_PARTS_FOLDER: &str = "upload-parts";
+
+/// The folder holding the parts of the multipart upload to `upload_key`
+/// (`uploads/<uuid>/<name>` → `upload-parts/<uuid>`), or `None` for another kind of key.
+/// Parts live in storage so that any server sharing it can take the next part or `complete`.
+pub fn upload_parts_folder(upload_key: &str) -> Option<String> {
+    let rest = upload_key.strip_prefix(UPLOADS_FOLDER)?.strip_prefix('/')?;
+    let (id, name) = rest.split_once('/')?;
+    if id.is_empty() || name.is_empty() || name.contains('/') {
+        return None;
+    }
+    Some(format!("{UPLOAD_PARTS_FOLDER}/{id}"))
+}
+
+/// Key of part `n` in a parts folder from [`upload_parts_folder`].
+pub fn upload_part_key(parts_folder: &str, n: u32) -> String {
+    format!("{parts_folder}/{n}")
+}
+
 /// A file name reduced to `[A-Za-z0-9._-]` (others become `_`), without leading dots,
 /// at most [`MAX_FILE_NAME_LEN`] bytes (the extension is kept); `upload.bin` when nothing is left.
 pub fn sanitize_file_name(name: &str) -> String {
@@ -126,6 +146,19 @@ mod tests {
         assert!(uuid::Uuid::parse_str(parts[1]).is_ok());
         assert_eq!(parts[2], "my_photo.PNG");
         assert_ne!(upload_key("a.png"), upload_key("a.png"));
+    }
+
+    #[test]
+    fn upload_parts_live_beside_their_upload() {
+        let key = upload_key("clip.mp4");
+        let folder = upload_parts_folder(&key).unwrap();
+        let id = key.split('/').nth(1).unwrap();
+        assert_eq!(folder, format!("upload-parts/{id}"));
+        assert_eq!(upload_part_key(&folder, 7), format!("upload-parts/{id}/7"));
+        assert!(validate_key(&upload_part_key(&folder, 10_000)).is_ok());
+        assert_eq!(upload_parts_folder("outputs/x/output.mp4"), None);
+        assert_eq!(upload_parts_folder("uploads/x"), None);
+        assert_eq!(upload_parts_folder("uploads/a/b/c"), None);
     }
 
     #[test]

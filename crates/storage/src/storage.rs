@@ -267,6 +267,60 @@ impl Storage {
         Ok(self.stored(key, size))
     }
 
+    /// Streams the concatenation of the stored files `sources`, in order, into `key` (a
+    /// multipart upload whose parts were stored by any server sharing this storage): at most
+    /// one buffer of [`PART_SIZE`] bytes is held. Every source is looked up first, so a
+    /// missing one ([`StorageError::NotFound`]) fails before anything is written. The
+    /// sources are left in place.
+    pub async fn put_objects(
+        &self,
+        key: &str,
+        sources: &[&str],
+        content_type: &str,
+    ) -> Result<StoredFile, StorageError> {
+        let path = object_path(key)?;
+        for source in sources {
+            self.head(source).await?;
+        }
+        let mut writer = BufWriter::with_capacity(self.store.clone(), path, PART_SIZE)
+            .with_attributes(self.attributes(content_type));
+        let mut size = 0u64;
+        let mut copied: Result<(), StorageError> = Ok(());
+        'sources: for source in sources {
+            let mut body = match self.get_range(source, None).await {
+                Ok(content) => content.body,
+                Err(e) => {
+                    copied = Err(e);
+                    break;
+                }
+            };
+            while let Some(chunk) = body.next().await {
+                let written = match chunk {
+                    Ok(bytes) => {
+                        size += bytes.len() as u64;
+                        writer.write_all(&bytes).await.map_err(StorageError::Io)
+                    }
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
+                    copied = Err(e);
+                    break 'sources;
+                }
+            }
+        }
+        let result = match copied {
+            Ok(()) => writer.shutdown().await.map_err(StorageError::Io),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key, error = %abort, "aborting a failed upload failed");
+            }
+            return Err(e);
+        }
+        Ok(self.stored(key, size))
+    }
+
     /// Stores `bytes` under `key`.
     pub async fn put_bytes(
         &self,

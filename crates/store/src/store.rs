@@ -92,6 +92,9 @@ macro_rules! fail_running {
 mod lifecycle;
 mod outbox;
 mod retention;
+mod uploads;
+
+pub use uploads::{PurgedUploads, UploadPart, UploadToken, UploadUrl};
 
 /// Longest output lifetime kept (100 years; longer ones are cut to it), so that lifetimes in
 /// microseconds stay far from the 64-bit limit.

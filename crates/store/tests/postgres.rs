@@ -136,6 +136,20 @@ scenario!(release_requeues_then_fails);
 scenario!(purge_keeps_usage_and_live_jobs);
 scenario!(retention_batches);
 scenario!(object_lifecycle);
+scenario!(upload_state);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_state_two_pools() {
+    let Some(db) = TestDb::create("upload_state_two_pools").await else {
+        return;
+    };
+    let a = JobStore::connect(&db.url).await.unwrap();
+    let b = JobStore::connect(&db.url).await.unwrap();
+    common::upload_state_across_handles(a.clone(), b.clone()).await;
+    a.close().await;
+    b.close().await;
+    db.drop_db().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_two_pools() {

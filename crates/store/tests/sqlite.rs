@@ -88,6 +88,16 @@ scenario!(release_requeues_then_fails);
 scenario!(purge_keeps_usage_and_live_jobs);
 scenario!(retention_batches);
 scenario!(object_lifecycle);
+scenario!(upload_state);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_state_two_handles_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("uploads.db").display());
+    let a = JobStore::connect(&url).await.unwrap();
+    let b = JobStore::connect(&url).await.unwrap();
+    common::upload_state_across_handles(a, b).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_two_handles_same_file() {

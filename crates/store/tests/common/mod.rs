@@ -966,3 +966,133 @@ pub async fn summary_reads_status_columns(store: JobStore) {
     assert!(s.started_at.is_some() && s.finished_at.is_some());
     assert!(store.summary("nope").await.unwrap().is_none());
 }
+
+/// Upload state: URLs, multipart part records and bearer tokens, with expiry and single use.
+pub async fn upload_state(store: JobStore) {
+    let hour = Duration::from_secs(3600);
+    assert_eq!(store.upload_url("nope").await.unwrap(), None);
+    store
+        .create_upload_url("t1", "uploads/u1/cat.png", "image/png", hour)
+        .await
+        .unwrap();
+    let url = store.upload_url("t1").await.unwrap().unwrap();
+    assert_eq!(url.key, "uploads/u1/cat.png");
+    assert_eq!(url.content_type, "image/png");
+    assert!(url.expires_at > Utc::now() + chrono::Duration::minutes(59));
+    // The token is not stored in clear: a URL is found by its token only.
+    assert_eq!(store.upload_url("T1").await.unwrap(), None);
+
+    // Parts: any order, a part sent again replaces its record, listed by number.
+    assert!(store.record_upload_part("t1", 2, 5, "e2").await.unwrap());
+    assert!(store.record_upload_part("t1", 1, 10, "e1").await.unwrap());
+    assert!(store.record_upload_part("t1", 2, 7, "e2b").await.unwrap());
+    assert!(store
+        .record_upload_part("t1", 10_000, 1, "e3")
+        .await
+        .unwrap());
+    let parts = store.upload_parts("t1").await.unwrap();
+    let seen: Vec<(u32, u64, &str)> = parts
+        .iter()
+        .map(|p| (p.number, p.size, p.etag.as_str()))
+        .collect();
+    assert_eq!(seen, vec![(1, 10, "e1"), (2, 7, "e2b"), (10_000, 1, "e3")]);
+    assert!(!store.record_upload_part("nope", 1, 1, "e").await.unwrap());
+    assert!(store.upload_parts("nope").await.unwrap().is_empty());
+
+    // Single use: the first finish wins, then the URL and its parts are gone.
+    assert!(store.finish_upload_url("t1").await.unwrap());
+    assert!(!store.finish_upload_url("t1").await.unwrap());
+    assert_eq!(store.upload_url("t1").await.unwrap(), None);
+    assert!(store.upload_parts("t1").await.unwrap().is_empty());
+    assert!(!store.record_upload_part("t1", 3, 1, "e").await.unwrap());
+
+    // An expired URL is absent for every call.
+    store
+        .create_upload_url("dead", "uploads/u2/a.bin", "x/y", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(store.upload_url("dead").await.unwrap(), None);
+    assert!(!store.record_upload_part("dead", 1, 1, "e").await.unwrap());
+    assert!(!store.finish_upload_url("dead").await.unwrap());
+
+    // Bearer tokens, for a key or for nobody (authentication off).
+    store
+        .create_upload_token("b1", Some("key-a"), hour)
+        .await
+        .unwrap();
+    store.create_upload_token("b2", None, hour).await.unwrap();
+    store
+        .create_upload_token("b3", Some("key-a"), Duration::ZERO)
+        .await
+        .unwrap();
+    let b1 = store.upload_token("b1").await.unwrap().unwrap();
+    assert_eq!(b1.key_id.as_deref(), Some("key-a"));
+    assert!(b1.expires_at > Utc::now());
+    assert_eq!(
+        store.upload_token("b2").await.unwrap().unwrap().key_id,
+        None
+    );
+    assert_eq!(store.upload_token("b3").await.unwrap(), None);
+    assert_eq!(store.upload_token("b4").await.unwrap(), None);
+
+    // Purging drops what expired, with its part records, and keeps what lives.
+    store
+        .create_upload_url("live", "uploads/u3/b.bin", "x/y", hour)
+        .await
+        .unwrap();
+    assert!(store.record_upload_part("live", 1, 1, "e").await.unwrap());
+    let purged = store.purge_expired_uploads(Utc::now()).await.unwrap();
+    assert_eq!((purged.urls, purged.tokens), (1, 1));
+    assert!(store.upload_url("live").await.unwrap().is_some());
+    assert_eq!(store.upload_parts("live").await.unwrap().len(), 1);
+    assert!(store.upload_token("b1").await.unwrap().is_some());
+    let later = Utc::now() + chrono::Duration::hours(2);
+    let purged = store.purge_expired_uploads(later).await.unwrap();
+    assert_eq!((purged.urls, purged.tokens), (1, 2));
+    let none = store.purge_expired_uploads(later).await.unwrap();
+    assert_eq!((none.urls, none.tokens), (0, 0));
+}
+
+/// Two handles on one database (two servers): an upload URL, its parts and a bearer token
+/// created through one are used and finished through the other; of two concurrent finishes
+/// exactly one wins.
+pub async fn upload_state_across_handles(a: JobStore, b: JobStore) {
+    let hour = Duration::from_secs(3600);
+    a.create_upload_url("t", "uploads/u/v.mp4", "video/mp4", hour)
+        .await
+        .unwrap();
+    a.create_upload_token("bearer", Some("k"), hour)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.upload_url("t").await.unwrap().unwrap().key,
+        "uploads/u/v.mp4"
+    );
+    assert_eq!(
+        b.upload_token("bearer")
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id
+            .as_deref(),
+        Some("k")
+    );
+    assert!(b.record_upload_part("t", 1, 3, "x").await.unwrap());
+    assert!(a.record_upload_part("t", 2, 4, "y").await.unwrap());
+    let numbers: Vec<u32> = b
+        .upload_parts("t")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.number)
+        .collect();
+    assert_eq!(numbers, vec![1, 2]);
+    for round in 0..10 {
+        let token = format!("race-{round}");
+        a.create_upload_url(&token, "uploads/r/x", "x/y", hour)
+            .await
+            .unwrap();
+        let (ra, rb) = tokio::join!(a.finish_upload_url(&token), b.finish_upload_url(&token));
+        assert!(ra.unwrap() ^ rb.unwrap(), "exactly one finish wins");
+    }
+}
