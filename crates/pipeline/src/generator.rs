@@ -76,6 +76,14 @@ pub fn device_name(device: &Device) -> String {
 pub fn load_generator(opts: &GeneratorOptions) -> Result<Arc<dyn VideoGenerator>, PipelineError> {
     let dtype = opts.resolved_dtype();
     let device = opts.device.clone();
+    if device.is_cuda() {
+        // The few f32 GEMMs left on the bf16 GPU path (timestep/condition MLPs, f32 LoRA
+        // merges) may use TF32 tensor cores: their results feed bf16 activations anyway.
+        // The parity checks (`goldens check --device`) never come through here and keep
+        // full f32 products.
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+        tracing::info!("CUDA: TF32 enabled for f32 matrix products");
+    }
     let policy = opts.text_encoder;
     let tiling = opts.vae_tiling;
     if let Some(t) = tiling {

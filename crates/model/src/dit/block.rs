@@ -201,12 +201,29 @@ impl Block {
     /// Part `i` of `k` of a fused projection as heads `[B, H, N, D]` (a strided view: the
     /// part is computed on its own, so no fused output exists).
     fn project_heads(&self, layer: &DitLinear, x: &Tensor, i: usize, k: usize) -> Result<Tensor> {
+        Ok(self.project_rows(layer, x, i, k)?.transpose(1, 2)?)
+    }
+
+    /// [`Self::project_heads`] with the per-head RMS norm `weight` applied while the rows are
+    /// still contiguous `[B, N, H, D]` (one fused pass, no copy of a transposed view).
+    fn project_heads_normed(
+        &self,
+        layer: &DitLinear,
+        x: &Tensor,
+        i: usize,
+        k: usize,
+        weight: &Tensor,
+    ) -> Result<Tensor> {
+        let rows = self.project_rows(layer, x, i, k)?;
+        Ok(rms_norm_f32(&rows, weight)?.transpose(1, 2)?)
+    }
+
+    /// Part `i` of `k` of `layer`'s output as `[B, N, H, D]`.
+    fn project_rows(&self, layer: &DitLinear, x: &Tensor, i: usize, k: usize) -> Result<Tensor> {
         let c = layer.out_dim() / k;
         let part = layer.forward_rows(x, i * c, c)?;
         let (b, n, _) = part.dims3()?;
-        Ok(part
-            .reshape((b, n, self.heads, c / self.heads))?
-            .transpose(1, 2)?)
+        Ok(part.reshape((b, n, self.heads, c / self.heads))?)
     }
 
     fn merge_heads(t: &Tensor) -> Result<Tensor> {
@@ -221,8 +238,8 @@ impl Block {
         a: &BlockArgs,
     ) -> Result<(Tensor, Option<BlockKv>, Vec<(String, Tensor)>)> {
         let n = x.dims()[1];
-        let q = rms_norm_f32(&self.project_heads(&self.qkv, x, 0, 3)?, &self.q_norm)?;
-        let k = rms_norm_f32(&self.project_heads(&self.qkv, x, 1, 3)?, &self.k_norm)?;
+        let q = self.project_heads_normed(&self.qkv, x, 0, 3, &self.q_norm)?;
+        let k = self.project_heads_normed(&self.qkv, x, 1, 3, &self.k_norm)?;
         let v = self.project_heads(&self.qkv, x, 2, 3)?;
         let kv = if a.want_kv {
             Some(BlockKv {
@@ -301,11 +318,8 @@ impl Block {
     }
 
     fn cross_attention(&self, x: &Tensor, text: &TextContext) -> Result<Tensor> {
-        let q = rms_norm_f32(&self.project_heads(&self.cq, x, 0, 1)?, &self.cq_norm)?;
-        let k = rms_norm_f32(
-            &self.project_heads(&self.ckv, &text.y, 0, 2)?,
-            &self.ck_norm,
-        )?;
+        let q = self.project_heads_normed(&self.cq, x, 0, 1, &self.cq_norm)?;
+        let k = self.project_heads_normed(&self.ckv, &text.y, 0, 2, &self.ck_norm)?;
         let v = self.project_heads(&self.ckv, &text.y, 1, 2)?;
         let out = attention(&q, &k, &v, text.bias.as_ref())?;
         self.cproj.forward(&Self::merge_heads(&out)?)

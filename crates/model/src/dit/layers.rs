@@ -155,8 +155,23 @@ impl DitLinear {
     }
 }
 
-/// RMS norm over the last dim computed in f32, cast back, then scaled by `weight`.
+/// RMS norm over the last dim computed in f32, cast back, then scaled by `weight` (the
+/// official `RMSNorm_FP32`). The f32 normalisation is candle's fused row kernel (CPU and
+/// CUDA: sum of squares in f32, one pass over the rows) with a unit scale, so the weight is
+/// applied after the cast as the official code does; [`rms_norm_reference`] is the op-by-op
+/// form it is tested against.
 pub fn rms_norm_f32(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32)?.contiguous()?;
+    let unit = Tensor::ones(xf.dim(D::Minus1)?, DType::F32, xf.device())?;
+    let normed = candle_nn::ops::rms_norm(&xf, &unit, NORM_EPS as f32)?;
+    Ok(normed
+        .to_dtype(dtype)?
+        .broadcast_mul(&weight.to_dtype(dtype)?)?)
+}
+
+/// [`rms_norm_f32`] op by op (square, mean, add, sqrt, divide): the reference for tests.
+pub fn rms_norm_reference(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = x.to_dtype(DType::F32)?;
     let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
@@ -286,5 +301,39 @@ mod tests {
             modulate_f32(&x, &shift, &scale).unwrap().dims(),
             &[b, t * s, c]
         );
+    }
+
+    #[test]
+    fn fused_rms_norm_matches_the_op_by_op_form() {
+        let dev = Device::Cpu;
+        // Rows of very different scales, strided input (a transposed view), f32 and bf16.
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 7, 128), &dev)
+            .unwrap()
+            .broadcast_mul(
+                &Tensor::new(&[1e-3f32, 1.0, 50.0], &dev)
+                    .unwrap()
+                    .reshape((1, 3, 1, 1))
+                    .unwrap(),
+            )
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let w = Tensor::randn(1f32, 0.1, 128, &dev).unwrap();
+        let fused = rms_norm_f32(&x, &w).unwrap();
+        let reference = rms_norm_reference(&x, &w).unwrap();
+        assert_eq!(fused.dims(), &[2, 7, 3, 128]);
+        let diff = crate::test_util::max_abs_diff(&fused, &reference);
+        assert!(diff < 1e-5, "f32 {diff}");
+        let (xb, wb) = (
+            x.to_dtype(DType::BF16).unwrap(),
+            w.to_dtype(DType::BF16).unwrap(),
+        );
+        let fused = rms_norm_f32(&xb, &wb).unwrap();
+        let reference = rms_norm_reference(&xb, &wb).unwrap();
+        assert_eq!(fused.dtype(), DType::BF16);
+        // Both normalise in f32 and round once to bf16, then scale in bf16: equal up to a
+        // rare last-bit difference from the f32 summation order.
+        let diff = crate::test_util::max_abs_diff(&fused, &reference);
+        assert!(diff <= 2.0f32.powi(-6), "bf16 {diff}");
     }
 }
