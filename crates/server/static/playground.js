@@ -615,15 +615,27 @@
       v.stages.set(stage, row);
       $("progress").append(row);
     }
-    const frac = p.total > 0 ? ((p.seg - 1) * p.total + p.step) / (p.segs * p.total) : 0;
-    row.querySelector(".bar > div").style.width = Math.min(100, Math.round(frac * 100)) + "%";
-    row.dataset.fraction = frac.toFixed(3);
+    setFraction(row, p.total > 0 ? ((p.seg - 1) * p.total + p.step) / (p.segs * p.total) : 0);
+    // Stages run one after another: another stage reporting means the others are done.
+    for (const [name, other] of v.stages) if (name !== stage) markDone(other);
     const detail = (p.segs > 1 ? "segment " + p.seg + "/" + p.segs + " · " : "") +
       "step " + p.step + "/" + p.total + (eta ? " · eta " + eta : "");
     row.querySelector(".detail").textContent = detail;
   }
 
+  function markDone(row) {
+    if (row.dataset.fraction === "1.000") return;
+    setFraction(row, 1);
+    row.querySelector(".detail").textContent = "done";
+  }
+
+  function setFraction(row, frac) {
+    row.querySelector(".bar > div").style.width = Math.min(100, Math.round(frac * 100)) + "%";
+    row.dataset.fraction = frac.toFixed(3);
+  }
+
   async function showResult(v, timings) {
+    for (const row of v.stages.values()) markDone(row);
     const resp = await fetch(v.entry.response_url, { headers: authHeaders(), signal: v.abort.signal });
     const out = await readJson(resp);
     if (!resp.ok) { jobError(v, describeError(resp, out)); return; }
@@ -683,7 +695,7 @@
 
     fetch(ROOT + "/health").then(readJson).then((h) => {
       if (h && h.model) {
-        $("server-info").textContent = "model: " + h.model.name + (h.model.smoke_test_model ? " (built-in tiny test model: the video is noise)" : "") + " · queue " + h.queue_depth;
+        $("server-info").textContent = "model: " + h.model.name + " · queue " + h.queue_depth;
       }
     }).catch(() => {});
 
