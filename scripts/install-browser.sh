@@ -5,12 +5,12 @@
 # executables), non-zero when they cannot be installed (no apt, no root or sudo, no network,
 # or LONGCAT_BROWSER_TESTS=0): the caller then skips the test and says so.
 set -uo pipefail
+[ "${LONGCAT_BROWSER_TESTS:-1}" = "0" ] && { echo "install-browser: LONGCAT_BROWSER_TESTS=0" >&2; exit 1; }
 if [ -n "${CHROMIUM:-}" ] && [ -x "${CHROMIUM:-}" ] && [ -n "${CHROMEDRIVER:-}" ] && [ -x "${CHROMEDRIVER:-}" ]; then
   exit 0
 fi
 have() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }
 have && exit 0
-[ "${LONGCAT_BROWSER_TESTS:-1}" = "0" ] && { echo "install-browser: LONGCAT_BROWSER_TESTS=0" >&2; exit 1; }
 command -v apt-get >/dev/null 2>&1 || { echo "install-browser: no apt-get" >&2; exit 1; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -3,7 +3,7 @@
 Against a running `longcat serve` (tiny model) on loopback: the form is built from the
 OpenAPI document, a 422 shows next to its field, an image is uploaded through the storage
 routes, a job runs with progress bars and its video loads in a <video> element, a second job
-is cancelled, the history reopens a result, and the page breaks no CSP rule.
+is cancelled, a GIF shows as an <img>, the history reopens a result, and the page breaks no CSP rule.
 Environment: LONGCAT_URL, FAL_KEY, LONGCAT_TEST_IMAGE (as the other client tests);
 LONGCAT_ARTIFACTS: where the screenshot goes (default target/playground-test);
 CHROMIUM / CHROMEDRIVER: the binaries (default /usr/bin/chromium, /usr/bin/chromedriver).
@@ -176,10 +176,10 @@ def run(driver):
     wait(driver, "the second job", lambda d: d.find_element(By.ID, "job-id").text != ""
          and len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 2, 30)
     wait(driver, "IN_PROGRESS", lambda d: state(d) in ("IN_PROGRESS", "COMPLETED"), 120)
-    # Live progress of the running job: its base stage's bar, with step/total.
+    # Live progress of the running job (12 segments): its base stage's bar, with step/total.
     detail = wait(driver, "live progress", lambda d: d.execute_script(
         "const r = document.querySelector('#progress .stage[data-stage=base] .detail');"
-        "return r && /step \\d+\\/8/.test(r.textContent) ? r.textContent : false"), 120)
+        "return r && /step \\d+\\/\\d+/.test(r.textContent) ? r.textContent : false"), 120)
     assert state(driver) == "IN_PROGRESS", state(driver)
     print("ok  live progress of the second job: base", detail)
     driver.find_element(By.ID, "cancel").click()
@@ -188,19 +188,31 @@ def run(driver):
     assert "client_cancelled" in driver.find_element(By.ID, "job-error").text
     print("ok  second job cancelled")
 
+    # A GIF is shown as an <img>.
+    set_value(driver, "num_frames", 17)
+    set_value(driver, "video_output_type", "GIF (.gif)")
+    driver.find_element(By.ID, "submit").click()
+    wait(driver, "the third job", lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history li")) == 3, 30)
+    wait(driver, "COMPLETED", lambda d: state(d) in ("COMPLETED", "FAILED", "CANCELLED"), 300)
+    assert state(driver) == "COMPLETED", driver.find_element(By.ID, "job-error").text
+    wait(driver, "the GIF", lambda d: d.execute_script(
+        "const m = document.getElementById('result-media');"
+        "return !!m && m.tagName === 'IMG' && m.complete && m.naturalWidth > 0"), 60)
+    print("ok  GIF output shown as <img>")
+
     # History (localStorage) reopens the first result, also after a reload.
     driver.refresh()
     wait(driver, "the form again", lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", 30)
     items = driver.find_elements(By.CSS_SELECTOR, "#history li")
-    assert len(items) == 2, len(items)
+    assert len(items) == 3, len(items)
     assert field(driver, "image_url").get_attribute("value") == ""
     assert driver.find_element(By.ID, "api-key").get_attribute("value") == KEY
-    items[1].find_element(By.CSS_SELECTOR, "button.open").click()
+    items[2].find_element(By.CSS_SELECTOR, "button.open").click()
     wait(driver, "the reopened result", lambda d: d.execute_script(
         "const v = document.getElementById('result-media'); return !!v && v.readyState > 0"), 60)
     assert driver.find_element(By.CSS_SELECTOR, '[data-meta="seed"]').text == "7"
     items = driver.find_elements(By.CSS_SELECTOR, "#history li")
-    items[1].find_element(By.CSS_SELECTOR, "button.load").click()
+    items[2].find_element(By.CSS_SELECTOR, "button.load").click()
     assert field(driver, "num_frames").get_attribute("value") == "17"
     print("ok  history reopens the result and reloads its input")
 
