@@ -2,20 +2,25 @@
 # API tests with the official fal clients: starts the real `longcat serve` on 127.0.0.1 with the
 # built-in tiny model, a temporary database and storage, and one API key, then runs
 # tests/clients/python_client_test.py (PyPI fal-client) and tests/clients/js_client_test.mjs
-# (npm @fal-ai/client) against it. Installs both clients on first use. Under
-# scripts/with-s3.sh (LONGCAT_TEST_S3_STORAGE set) the server stores uploads and outputs in
-# that S3 bucket instead of a local directory.
+# (npm @fal-ai/client) against it, and tests/clients/playground_browser_test.py (the playground
+# page in headless Chromium, driven by Selenium; skipped, loudly, where scripts/install-browser.sh
+# cannot install chromium). Installs the clients on first use.
+# Arguments pick tests (`python`, `js`, `browser`); none = all. Under scripts/with-s3.sh
+# (LONGCAT_TEST_S3_STORAGE set) the server stores uploads and outputs in that S3 bucket
+# instead of a local directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CLIENTS="$ROOT/tests/clients"
+TESTS="${*:-python js browser}"
+want() { case " $TESTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # Clients, pinned (requirements.txt, package-lock.json).
 if [ ! -x "$CLIENTS/.venv/bin/python" ]; then
   python3 -m venv "$CLIENTS/.venv"
 fi
 "$CLIENTS/.venv/bin/pip" install -q -r "$CLIENTS/requirements.txt"
-(cd "$CLIENTS" && npm ci --silent --no-audit --no-fund)
+if want js; then (cd "$CLIENTS" && npm ci --silent --no-audit --no-fund); fi
 
 cargo build -q -p longcat-cli
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/longcat"
@@ -60,8 +65,23 @@ curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null
 
 export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png"
 status=0
-timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/python_client_test.py" || status=1
-(cd "$CLIENTS" && timeout 900 node js_client_test.mjs) || status=1
+if want python; then
+  timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/python_client_test.py" || status=1
+fi
+if want js; then
+  (cd "$CLIENTS" && timeout 900 node js_client_test.mjs) || status=1
+fi
+if want browser; then
+  if scripts/install-browser.sh; then
+    # Screenshot: $LONGCAT_ARTIFACTS/playground.png (default target/playground-test/).
+    timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/playground_browser_test.py" || status=1
+  else
+    echo "########################################################################" >&2
+    echo "## SKIPPED: playground browser test (chromium + chromium-driver could ##" >&2
+    echo "## not be installed; see scripts/install-browser.sh)                   ##" >&2
+    echo "########################################################################" >&2
+  fi
+fi
 if [ "$status" -ne 0 ]; then
   echo "---- server log (last 80 lines) ----"; tail -80 "$WORK/server.log"
 fi

@@ -45,7 +45,8 @@ fi
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
-# Python and JS fal clients, a kill -9 crash/restart test, separate `longcat worker`
+# Python and JS fal clients, the playground page in headless Chromium (skipped with a banner
+# where no browser can be installed), a kill -9 crash/restart test, separate `longcat worker`
 # processes sharing the job database (webhook signatures checked against the server's JWKS),
 # and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh

@@ -16,6 +16,7 @@ pub mod files;
 pub mod lifecycle;
 pub mod lifetime;
 pub mod meta;
+pub mod playground;
 pub mod proxy;
 pub mod request;
 pub mod retention;

@@ -13,7 +13,7 @@ use crate::dispatch::{self, DispatchError};
 use crate::error::ApiError;
 use crate::request::{parse_query, percent_decode, FalRequest};
 use crate::state::AppState;
-use crate::{fal, files, meta, proxy, uploads};
+use crate::{fal, files, meta, playground, proxy, uploads};
 
 /// The axum fallback handler: checks the credentials a body-carrying request needs from its
 /// headers, refuses a declared length over the limit, reads the body (large ones a few at a
@@ -71,6 +71,9 @@ async fn route_inner(state: &Arc<AppState>, req: FalRequest) -> Result<Response,
     let method = req.method.clone();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let get = method == Method::GET || method == Method::HEAD;
+    if let Some(asset) = playground::asset_for(&segments).filter(|_| get) {
+        return Ok(playground::serve(state, asset));
+    }
     match (segments.as_slice(), get) {
         (["health"], true) => return Ok(meta::health(state).await),
         (["metrics"], true) => return Ok(meta::metrics(state).await),
