@@ -54,7 +54,7 @@ scripts/client-tests.sh
 # protocols, results and files served from the bucket); skipped loudly where no S3 server can
 # be started.
 rc=0
-scripts/with-s3.sh scripts/client-tests.sh || rc=$?
+scripts/with-s3.sh scripts/client-tests.sh python js || rc=$?
 if [ "$rc" -eq 75 ]; then
   echo "test.sh: SKIPPED the client tests on S3: no local S3 server (moto) could be started" >&2
 elif [ "$rc" -ne 0 ]; then
