@@ -9,10 +9,7 @@ ROOT=$(pwd)
 CLIENTS="$ROOT/tests/clients"
 
 # Clients, pinned (requirements.txt, package-lock.json).
-if [ ! -x "$CLIENTS/.venv/bin/python" ]; then
-  python3 -m venv "$CLIENTS/.venv"
-fi
-"$CLIENTS/.venv/bin/pip" install -q -r "$CLIENTS/requirements.txt"
+scripts/install-test-venv.sh
 (cd "$CLIENTS" && npm ci --silent --no-audit --no-fund)
 
 cargo build -q -p longcat-cli

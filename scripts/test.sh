@@ -10,6 +10,11 @@ scripts/install-deps.sh
 GOLDENS="${LONGCAT_GOLDENS:-$(pwd)/../shared/goldens}"
 export LONGCAT_GOLDENS="$GOLDENS"
 
+# The tests' Python venv: the fal clients, and the `nudenet` package the safety checker's
+# parity test compares against (it must run here, not skip: LONGCAT_REQUIRE_SAFETY_PARITY).
+scripts/install-test-venv.sh
+export LONGCAT_REQUIRE_SAFETY_PARITY=1
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Rust tests. The job store's Postgres tests need a server: the suite runs under a throwaway
