@@ -11,9 +11,9 @@ GOLDENS="${LONGCAT_GOLDENS:-$(pwd)/../shared/goldens}"
 export LONGCAT_GOLDENS="$GOLDENS"
 
 # The tests' Python venv: the fal clients, and the `nudenet` package the safety checker's
-# parity test compares against (it must run here, not skip: LONGCAT_REQUIRE_SAFETY_PARITY).
+# parity test compares against (it must run here, not skip: LONGCAT_REQUIRE_SAFETY_TESTS).
 scripts/install-test-venv.sh
-export LONGCAT_REQUIRE_SAFETY_PARITY=1
+export LONGCAT_REQUIRE_SAFETY_TESTS=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

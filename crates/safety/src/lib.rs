@@ -50,19 +50,23 @@ impl SafetyChecker {
     }
 }
 
+/// Every how many frames an output frame is checked at `fps`: `max(1, floor(fps))`, so at
+/// least one frame per second of video.
+pub fn sample_step(fps: f64) -> usize {
+    if fps.is_finite() && fps >= 1.0 {
+        fps.floor() as usize
+    } else {
+        1
+    }
+}
+
 /// The output frames to check in a video of `frame_count` frames at `fps`: every
-/// `max(1, floor(fps))`-th frame from the first (so at least one per second of video) and the
-/// last one. Sorted, without repeats.
+/// [`sample_step`]-th frame from the first, and the last one. Sorted, without repeats.
 pub fn sample_frame_indices(frame_count: usize, fps: f64) -> Vec<usize> {
     if frame_count == 0 {
         return Vec::new();
     }
-    let step = if fps.is_finite() && fps >= 1.0 {
-        fps.floor() as usize
-    } else {
-        1
-    };
-    let mut out: Vec<usize> = (0..frame_count).step_by(step).collect();
+    let mut out: Vec<usize> = (0..frame_count).step_by(sample_step(fps)).collect();
     if out.last() != Some(&(frame_count - 1)) {
         out.push(frame_count - 1);
     }

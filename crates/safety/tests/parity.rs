@@ -5,7 +5,7 @@
 //! Needs the model (`scripts/fetch-safety-model.sh`, or `LONGCAT_SAFETY_MODEL`) and the test
 //! venv with `nudenet` and `scikit-image` (`scripts/install-test-venv.sh`, or
 //! `LONGCAT_TEST_PYTHON`). Without them the test prints SKIPPED and passes, unless
-//! `LONGCAT_REQUIRE_SAFETY_PARITY=1` (set by `scripts/test.sh`) makes that a failure.
+//! `LONGCAT_REQUIRE_SAFETY_TESTS=1` (set by `scripts/test.sh`) makes that a failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,7 +64,7 @@ fn detections_match_the_nudenet_package() {
     let (model, python) = match prerequisites() {
         Ok(p) => p,
         Err(why) => {
-            if std::env::var("LONGCAT_REQUIRE_SAFETY_PARITY").as_deref() == Ok("1") {
+            if std::env::var("LONGCAT_REQUIRE_SAFETY_TESTS").as_deref() == Ok("1") {
                 panic!("safety parity test cannot run: {why}");
             }
             eprintln!("\n*** SKIPPED safety parity test: {why} ***\n");
