@@ -2,7 +2,7 @@
 //!
 //! Ranges, defaults and enum options come from the same constants the validator uses.
 
-use longcat_media::VideoOutputType;
+use longcat_core::{Acceleration, VideoOutputType, VideoQuality, VideoWriteMode, WireEnum};
 use serde_json::{json, Value};
 
 use crate::input::{limits, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT};
@@ -51,26 +51,14 @@ pub fn openapi_document_for(queue_base_url: &str) -> Value {
                 input.clone(): input_schema(),
                 output.clone(): output_schema(),
                 "File": file_schema(),
-                "VideoOutputTypeEnum": {
-                    "title": "VideoOutputTypeEnum", "type": "string",
-                    "enum": VideoOutputType::ALL.map(|v| v.as_str()),
-                    "description": "The output type of the generated video."
-                },
-                "VideoQualityEnum": {
-                    "title": "VideoQualityEnum", "type": "string",
-                    "enum": ["low", "medium", "high", "maximum"],
-                    "description": "The quality of the generated video."
-                },
-                "VideoWriteModeEnum": {
-                    "title": "VideoWriteModeEnum", "type": "string",
-                    "enum": ["fast", "balanced", "small"],
-                    "description": "The write mode of the generated video."
-                },
-                "AccelerationEnum": {
-                    "title": "AccelerationEnum", "type": "string",
-                    "enum": ["none", "regular"],
-                    "description": "The acceleration level to use for the video generation."
-                }
+                "VideoOutputTypeEnum": enum_schema::<VideoOutputType>("VideoOutputTypeEnum",
+                    "The output type of the generated video."),
+                "VideoQualityEnum": enum_schema::<VideoQuality>("VideoQualityEnum",
+                    "The quality of the generated video."),
+                "VideoWriteModeEnum": enum_schema::<VideoWriteMode>("VideoWriteModeEnum",
+                    "The write mode of the generated video."),
+                "AccelerationEnum": enum_schema::<Acceleration>("AccelerationEnum",
+                    "The acceleration level to use for the video generation.")
             }
         },
         "paths": {
@@ -171,18 +159,24 @@ fn input_schema() -> Value {
             "enable_safety_checker": {"title": "Enable Safety Checker", "type": "boolean",
                 "description": "Whether to enable safety checker.", "default": true},
             "video_output_type": {"title": "Video Output Type", "allOf": [{"$ref": "#/components/schemas/VideoOutputTypeEnum"}],
-                "description": "The output type of the generated video.", "default": "X264 (.mp4)"},
+                "description": "The output type of the generated video.", "default": VideoOutputType::default().wire_name()},
             "video_quality": {"title": "Video Quality", "allOf": [{"$ref": "#/components/schemas/VideoQualityEnum"}],
-                "description": "The quality of the generated video.", "default": "high"},
+                "description": "The quality of the generated video.", "default": VideoQuality::default().wire_name()},
             "video_write_mode": {"title": "Video Write Mode", "allOf": [{"$ref": "#/components/schemas/VideoWriteModeEnum"}],
-                "description": "The write mode of the generated video.", "default": "balanced"},
+                "description": "The write mode of the generated video.", "default": VideoWriteMode::default().wire_name()},
             "sync_mode": {"title": "Sync Mode", "type": "boolean", "default": false,
                 "description": "If `True`, the media will be returned as a data URI and the output data won't be available in the request history."},
             "acceleration": {"title": "Acceleration", "allOf": [{"$ref": "#/components/schemas/AccelerationEnum"}],
                 "description": "The acceleration level to use for the video generation.",
-                "default": "regular", "examples": ["regular"]}
+                "default": Acceleration::default().wire_name(),
+                "examples": [Acceleration::default().wire_name()]}
         }
     })
+}
+
+/// The schema of an enum: its wire names from the one table in `longcat-core`.
+fn enum_schema<T: WireEnum>(title: &str, description: &str) -> Value {
+    json!({"title": title, "type": "string", "enum": T::WIRE_NAMES, "description": description})
 }
 
 fn output_schema() -> Value {
@@ -264,6 +258,51 @@ mod tests {
         assert_eq!(props.len(), order.len());
         for name in order {
             assert!(props.contains_key(name.as_str().unwrap()));
+        }
+    }
+
+    /// The enum schema `schema` and the default of input field `field` are `T`'s table.
+    fn assert_table<T: WireEnum + Default>(doc: &Value, schema: &str, field: &str) {
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas[schema]["enum"], json!(T::WIRE_NAMES), "{schema}");
+        let input = &schemas[format!("{SCHEMA_PREFIX}Input")];
+        assert_eq!(
+            input["properties"][field]["allOf"][0]["$ref"],
+            format!("#/components/schemas/{schema}"),
+            "{field}"
+        );
+        assert_eq!(
+            input["properties"][field]["default"],
+            T::default().wire_name(),
+            "{field}"
+        );
+    }
+
+    #[test]
+    fn enum_arrays_and_defaults_are_the_wire_tables() {
+        let doc = openapi_document();
+        assert_table::<VideoOutputType>(&doc, "VideoOutputTypeEnum", "video_output_type");
+        assert_table::<VideoQuality>(&doc, "VideoQualityEnum", "video_quality");
+        assert_table::<VideoWriteMode>(&doc, "VideoWriteModeEnum", "video_write_mode");
+        assert_table::<Acceleration>(&doc, "AccelerationEnum", "acceleration");
+        // The parser accepts exactly the document's names.
+        for (schema, field) in [
+            ("VideoOutputTypeEnum", "video_output_type"),
+            ("VideoQualityEnum", "video_quality"),
+            ("VideoWriteModeEnum", "video_write_mode"),
+            ("AccelerationEnum", "acceleration"),
+        ] {
+            let names = doc["components"]["schemas"][schema]["enum"]
+                .as_array()
+                .unwrap();
+            for name in names {
+                let body = json!({"image_url": "https://example.com/a.png", field: name});
+                let input = crate::parse_value(&body).unwrap();
+                assert_eq!(serde_json::to_value(&input).unwrap()[field], *name);
+            }
+            let body = json!({"image_url": "https://example.com/a.png", field: "nope"});
+            let err = crate::parse_value(&body).unwrap_err();
+            assert_eq!(err.errors()[0].loc, ["body", field], "{err:?}");
         }
     }
 }

@@ -4,8 +4,7 @@
 //! valid boolean, unknown fields are ignored, and every problem is reported at once. This
 //! module does the same by walking the JSON object field by field.
 
-use longcat_core::Acceleration;
-use longcat_media::{VideoOutputType, VideoQuality, VideoWriteMode};
+use longcat_core::WireEnum;
 use serde_json::{Map, Value};
 
 use crate::input::I2vInput;
@@ -65,39 +64,11 @@ pub fn parse_value(value: &Value) -> Result<I2vInput, ValidationErrors> {
         &mut input.enable_prompt_expansion,
     );
     fields.boolean("enable_safety_checker", &mut input.enable_safety_checker);
-    fields.choice(
-        "video_output_type",
-        &VideoOutputType::ALL.map(|v| (v.as_str(), v)),
-        &mut input.video_output_type,
-    );
-    fields.choice(
-        "video_quality",
-        &[
-            ("low", VideoQuality::Low),
-            ("medium", VideoQuality::Medium),
-            ("high", VideoQuality::High),
-            ("maximum", VideoQuality::Maximum),
-        ],
-        &mut input.video_quality,
-    );
-    fields.choice(
-        "video_write_mode",
-        &[
-            ("fast", VideoWriteMode::Fast),
-            ("balanced", VideoWriteMode::Balanced),
-            ("small", VideoWriteMode::Small),
-        ],
-        &mut input.video_write_mode,
-    );
+    fields.choice("video_output_type", &mut input.video_output_type);
+    fields.choice("video_quality", &mut input.video_quality);
+    fields.choice("video_write_mode", &mut input.video_write_mode);
     fields.boolean("sync_mode", &mut input.sync_mode);
-    fields.choice(
-        "acceleration",
-        &[
-            ("none", Acceleration::None),
-            ("regular", Acceleration::Regular),
-        ],
-        &mut input.acceleration,
-    );
+    fields.choice("acceleration", &mut input.acceleration);
 
     // Range checks only for fields that had the right type (Pydantic does the same).
     let typed_fields: Vec<String> = errors
@@ -342,18 +313,16 @@ impl Fields<'_> {
         }
     }
 
-    fn choice<T: Copy>(&mut self, field: &str, options: &[(&str, T)], out: &mut T) {
+    /// One of the enum's wire names (the table in `longcat-core`).
+    fn choice<T: WireEnum>(&mut self, field: &str, out: &mut T) {
         let Some(v) = self.obj.get(field) else { return };
-        let found = v
-            .as_str()
-            .and_then(|s| options.iter().find(|(name, _)| *name == s));
-        match found {
-            Some((_, value)) => *out = *value,
-            None => {
-                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-                self.errors
-                    .push(ValidationError::not_in_enum(field, &names, v.clone()));
-            }
+        match v.as_str().and_then(|s| s.parse::<T>().ok()) {
+            Some(value) => *out = value,
+            None => self.errors.push(ValidationError::not_in_enum(
+                field,
+                T::WIRE_NAMES,
+                v.clone(),
+            )),
         }
     }
 }

@@ -208,7 +208,7 @@ async fn shutdown_signal() {
 /// Merges flags/env, the config file and the defaults.
 pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
     let file = read_config_file(args.config.as_deref())?;
-    let settings = WorkerSettings::resolve(&args.worker, &file.worker)?;
+    let settings = WorkerSettings::resolve(&args.worker, &file.worker)?.with_env_secrets();
     let defaults = ServerConfig::default();
     let mut api_keys: Vec<ApiKey> = args
         .api_keys

@@ -39,7 +39,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 /// The worker settings: flags and environment over the `--config` file over the defaults.
 pub(crate) fn settings(args: &WorkerArgs) -> anyhow::Result<WorkerSettings> {
     let file = crate::serve::read_config_file(args.config.as_deref())?;
-    Ok(WorkerSettings::resolve(&args.worker, &file.worker)?)
+    Ok(WorkerSettings::resolve(&args.worker, &file.worker)?.with_env_secrets())
 }
 
 async fn serve(settings: WorkerSettings) -> anyhow::Result<ExitCode> {

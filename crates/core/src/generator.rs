@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::GenerationError;
 use crate::frame::{RgbImage, VideoFrame};
+use crate::wire::wire_enum;
 
-/// `acceleration` as the endpoint names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Acceleration {
-    /// No acceleration: full stage 1.
-    None,
-    /// The endpoint's default.
-    #[default]
-    Regular,
+wire_enum! {
+    /// `acceleration` as the endpoint names it.
+    pub enum Acceleration {
+        /// No acceleration: full stage 1.
+        None = "none",
+        /// The endpoint's default.
+        #[default]
+        Regular = "regular",
+    }
 }
 
 /// One generation job, in the endpoint's terms (see the README for the mapping).

@@ -7,6 +7,8 @@ pub mod frame;
 pub mod generator;
 pub mod limits;
 pub mod settings;
+pub mod video;
+pub mod wire;
 
 pub use error::{GenerationError, JobErrorKind};
 pub use frame::{RgbImage, VideoFrame};
@@ -15,3 +17,5 @@ pub use generator::{
     Progress, Stage, VideoGenerator,
 };
 pub use settings::{TextEncoderPolicy, VaeTiling};
+pub use video::{VideoOutputType, VideoQuality, VideoWriteMode};
+pub use wire::{UnknownWireName, WireEnum};

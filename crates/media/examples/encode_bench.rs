@@ -42,16 +42,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let json = |v: &str| format!("\"{v}\"");
         match flag.as_str() {
             "--type" if value == "all" => a.types = VideoOutputType::ALL.to_vec(),
-            "--type" => {
-                a.types = vec![serde_json::from_str(&json(&value)).map_err(|e| e.to_string())?]
-            }
-            "--quality" => {
-                a.quality = serde_json::from_str(&json(&value)).map_err(|e| e.to_string())?
-            }
-            "--mode" => a.mode = serde_json::from_str(&json(&value)).map_err(|e| e.to_string())?,
+            "--type" => a.types = vec![value.parse().map_err(|e| format!("--type: {e}"))?],
+            "--quality" => a.quality = value.parse().map_err(|e| format!("--quality: {e}"))?,
+            "--mode" => a.mode = value.parse().map_err(|e| format!("--mode: {e}"))?,
             "--frames" => a.frames = value.parse().map_err(|_| "bad --frames")?,
             "--fps" => a.fps = value.parse().map_err(|_| "bad --fps")?,
             "--rounds" => a.rounds = value.parse().map_err(|_| "bad --rounds")?,
@@ -184,9 +179,9 @@ fn main() -> Result<(), String> {
         let _ = std::fs::remove_file(&out);
         println!(
             "{:<18} {:>8} {:>9} {:>10.2} {:>10.2} {:>7.3} {:>11} {:>11}",
-            output_type.as_str(),
-            format!("{:?}", a.quality).to_lowercase(),
-            format!("{:?}", a.mode).to_lowercase(),
+            output_type.wire_name(),
+            a.quality.wire_name(),
+            a.mode.wire_name(),
             best_direct.as_secs_f64(),
             best_ours.as_secs_f64(),
             best_ours.as_secs_f64() / best_direct.as_secs_f64(),

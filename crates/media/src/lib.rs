@@ -6,8 +6,12 @@
 //! * [`output`]: encodes a stream of RGB frames with FFmpeg into MP4 (x264), WebM (VP9),
 //!   MOV (ProRes 4444) or GIF, and describes the result as fal's `File` object.
 //!
+//! * `fixtures` (feature `test-fixtures`, for tests only): PNG files built in memory.
+//!
 //! See `docs/media.md` for the quality / write-mode mapping.
 
+#[cfg(feature = "test-fixtures")]
+pub mod fixtures;
 pub mod input;
 pub mod output;
 

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use image::{Rgba, RgbaImage};
+use longcat_media::fixtures::{png_flat_gray, png_header_claiming};
 use longcat_media::input::{decode_image, DecodeLimits, ImageInputError};
 
 fn decode(bytes: &[u8]) -> Result<longcat_media::DecodedImage, ImageInputError> {

@@ -362,7 +362,7 @@ fn dropping_an_unfinished_encoder_cleans_up_and_persist_keeps_the_file() {
 fn wire_names_round_trip() {
     for t in VideoOutputType::ALL {
         let json = serde_json::to_string(&t).unwrap();
-        assert_eq!(json, format!("\"{}\"", t.as_str()));
+        assert_eq!(json, format!("\"{}\"", t.wire_name()));
         assert_eq!(serde_json::from_str::<VideoOutputType>(&json).unwrap(), t);
     }
     let q: VideoQuality = serde_json::from_str("\"maximum\"").unwrap();

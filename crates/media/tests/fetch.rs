@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::*;
+use longcat_media::fixtures::png_header_claiming;
 use longcat_media::input::{
     AddressPolicy, BlockReason, BoxFuture, ImageInputConfig, ImageInputError, ImageLoader,
     LocalFiles, StaticResolver,

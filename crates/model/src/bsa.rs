@@ -309,8 +309,7 @@ mod tests {
             .unwrap();
         let g = to_chunks(&x, [2, 2, 2], [2, 2, 2]).unwrap();
         let back = from_chunks(&g, [2, 2, 2], [2, 2, 2]).unwrap();
-        let diff = (back - &x).unwrap().abs().unwrap().max_all().unwrap();
-        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        assert_eq!(crate::test_util::max_abs_diff(&back, &x), 0.0);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
 
+pub use crate::lora::LoraKind;
 use crate::scheduler::SchedulerConfig;
 use crate::umt5::Umt5Config;
 use crate::{ModelError, Result};
@@ -79,33 +80,6 @@ impl Component {
             self,
             Component::Dit | Component::Vae | Component::TextEncoder
         )
-    }
-}
-
-/// The LoRA files of the official checkpoint (`lora/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoraKind {
-    /// `cfg_step_lora.safetensors`: distilled 16-step sampling without CFG.
-    CfgStep,
-    /// `refinement_lora.safetensors`: the 720p refinement stage.
-    Refinement,
-}
-
-impl LoraKind {
-    /// The name the official demos load the LoRA under.
-    pub fn name(self) -> &'static str {
-        match self {
-            LoraKind::CfgStep => "cfg_step_lora",
-            LoraKind::Refinement => "refinement_lora",
-        }
-    }
-
-    /// File name inside `lora/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            LoraKind::CfgStep => "cfg_step_lora.safetensors",
-            LoraKind::Refinement => "refinement_lora.safetensors",
-        }
     }
 }
 
@@ -466,6 +440,26 @@ impl TrackedWeights {
         match result {
             Ok(v) => Ok(v),
             Err(e) => Err(self.take_error().unwrap_or(e)),
+        }
+    }
+
+    /// [`TrackedWeights::build`], then requires that the network used every stored tensor
+    /// ([`ModelError::UnusedTensors`] otherwise): for files that hold exactly one network.
+    pub fn build_exact<T>(
+        self: &Arc<Self>,
+        dtype: DType,
+        device: &Device,
+        f: impl FnOnce(VarBuilder<'static>) -> Result<T>,
+    ) -> Result<T> {
+        let net = self.build(dtype, device, f)?;
+        let unused = self.unused();
+        if unused.is_empty() {
+            Ok(net)
+        } else {
+            Err(ModelError::UnusedTensors {
+                file: self.description.clone(),
+                tensors: unused,
+            })
         }
     }
 

@@ -34,6 +34,10 @@ pub enum ModelError {
         expected: Vec<usize>,
         actual: Vec<usize>,
     },
+    /// A weights file holds tensors the network it was built into never asked for (a
+    /// different model variant, or a renamed layer).
+    #[error("{file} holds tensors the network never used: {tensors:?}")]
+    UnusedTensors { file: String, tensors: Vec<String> },
     /// A directory is not a LongCat-Video checkpoint.
     #[error("{path} is not a LongCat-Video checkpoint: {reason}")]
     NotACheckpoint { path: PathBuf, reason: String },

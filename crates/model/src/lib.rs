@@ -13,6 +13,8 @@ pub mod dit;
 pub mod error;
 pub mod limits;
 pub mod lora;
+pub mod ops;
+pub mod random;
 pub mod scheduler;
 pub mod text_clean;
 pub mod tokenizer;
@@ -21,5 +23,5 @@ pub mod vae;
 
 pub use error::{ModelError, Result};
 
-#[cfg(test)]
-mod test_util;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;

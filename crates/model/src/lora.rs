@@ -13,11 +13,38 @@ use std::path::Path;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor, D};
 
-use crate::dit::layers::matmul_last;
 use crate::error::{ModelError, Result};
+use crate::ops::matmul_last;
 
 const PREFIX: &str = "lora___lorahyphen___";
 const HYPHEN: &str = "___lorahyphen___";
+
+/// The LoRA files of the official checkpoint (`lora/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoraKind {
+    /// `cfg_step_lora.safetensors`: distilled 16-step sampling without CFG.
+    CfgStep,
+    /// `refinement_lora.safetensors`: the 720p refinement stage.
+    Refinement,
+}
+
+impl LoraKind {
+    /// The name the official demos load the LoRA under.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoraKind::CfgStep => "cfg_step_lora",
+            LoraKind::Refinement => "refinement_lora",
+        }
+    }
+
+    /// File name inside `lora/`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LoraKind::CfgStep => "cfg_step_lora.safetensors",
+            LoraKind::Refinement => "refinement_lora.safetensors",
+        }
+    }
+}
 
 /// How enabled LoRAs are applied to the DiT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

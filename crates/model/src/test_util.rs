@@ -1,4 +1,5 @@
-//! Helpers shared by the unit tests of this crate.
+//! Helpers shared by the unit tests of this crate and, with the `test-util` feature, by the
+//! tests of the crates above it.
 
 use candle_core::{DType, Tensor};
 

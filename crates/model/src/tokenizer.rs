@@ -182,13 +182,6 @@ impl PromptTokenizer {
     }
 }
 
-/// Encoder output `[B, L, C]` as the DiT's prompt embeds `[B, 1, L, C]` in `dtype`
-/// (the pipeline's `.to(dtype).view(B, 1, L, C)`).
-pub fn prompt_embeds(last_hidden_state: &Tensor, dtype: candle_core::DType) -> Result<Tensor> {
-    let embeds = crate::umt5::to_prompt_embeds(last_hidden_state)?;
-    Ok(embeds.to_dtype(dtype)?)
-}
-
 /// A small umT5-like `tokenizer.json` (Unigram model, Metaspace pre-tokenizer, `</s>`
 /// appended): `<pad>`=0, `</s>`=1, `<unk>`=2, then the given pieces from id 3.
 pub fn tiny_tokenizer_json(pieces: &[&str]) -> String {
@@ -319,13 +312,5 @@ mod tests {
         assert!(err.to_string().contains("<nope>"), "{err}");
         let missing = PromptTokenizer::from_file(&dir.path().join("x.json"), 4).unwrap_err();
         assert!(missing.to_string().contains("x.json"), "{missing}");
-    }
-
-    #[test]
-    fn prompt_embeds_adds_the_frame_axis() {
-        let h = Tensor::zeros((2, 5, 8), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let e = prompt_embeds(&h, candle_core::DType::BF16).unwrap();
-        assert_eq!(e.dims(), &[2, 1, 5, 8]);
-        assert_eq!(e.dtype(), candle_core::DType::BF16);
     }
 }

@@ -308,10 +308,7 @@ impl Umt5Encoder {
 
     /// An encoder of `cfg` with deterministic random weights (the built-in tiny model).
     pub fn random(cfg: &Umt5Config, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        Self::new(
-            cfg,
-            crate::dit::random::random_var_builder(seed, dtype, device),
-        )
+        Self::new(cfg, crate::random::random_var_builder(seed, dtype, device))
     }
 
     /// The configuration.
@@ -373,14 +370,7 @@ mod tests {
             "final norm output is in the weight dtype"
         );
         let reference = &golden["last_hidden_state"];
-        let err = (out.to_dtype(DType::F32).unwrap() - reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = crate::test_util::max_abs_diff(&out.to_dtype(DType::F32).unwrap(), reference);
         let scale = reference
             .abs()
             .unwrap()
@@ -400,5 +390,12 @@ mod tests {
         // Far distances saturate at the last bucket of their half.
         assert_eq!(relative_position_bucket(-1000, 32, 128), 15);
         assert_eq!(relative_position_bucket(1000, 32, 128), 31);
+    }
+
+    #[test]
+    fn prompt_embeds_add_the_frame_axis() {
+        let h = Tensor::zeros((2, 5, 8), DType::F32, &Device::Cpu).unwrap();
+        let e = to_prompt_embeds(&h).unwrap();
+        assert_eq!(e.dims(), &[2, 1, 5, 8]);
     }
 }

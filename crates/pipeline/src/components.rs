@@ -1,5 +1,5 @@
 //! What the pipeline needs from the networks, as traits: a prompt encoder, a latent video
-//! codec (the VAE) and a denoiser (the DiT). Adapters in [`crate::models`] bind them to
+//! codec (the VAE) and a denoiser (the DiT). Adapters in the `models` module bind them to
 //! `longcat_model`; tests can plug in anything.
 
 use candle_core::{DType, Tensor};

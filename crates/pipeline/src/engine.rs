@@ -68,8 +68,8 @@ pub struct EngineConfig {
 
 /// Test hook for the panic path of the workers: the listed runs (1-based, counted over
 /// every engine sharing this hook, rebuilds included) panic inside the first stage-1
-/// denoising step. Only the built-in tiny model sets it (from
-/// [`crate::tiny::PANIC_RUNS_ENV`]) and tests; a checkpoint engine never has one.
+/// denoising step. Only the built-in tiny model sets it (from its test environment
+/// variable, see the `tiny` module) and tests; a checkpoint engine never has one.
 #[derive(Debug, Clone)]
 pub struct PanicHook {
     runs: Arc<[u32]>,

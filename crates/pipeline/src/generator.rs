@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
-use longcat_model::checkpoint::{Checkpoint, Component, LoraKind as CkptLora, TrackedWeights};
+use longcat_model::checkpoint::{Checkpoint, Component, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
 use longcat_model::vae::{VaeConfig, VaeTiling, WanVae};
@@ -15,6 +15,7 @@ use crate::api::{PipelineError, VideoGenerator};
 use crate::components::LoraKind;
 use crate::engine::{Engine, EngineConfig, RebuildableEngine};
 use crate::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
+use crate::networks::{log_text_encoder, Networks};
 use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 use crate::tiny;
 
@@ -65,20 +66,6 @@ pub fn device_name(device: &Device) -> String {
         candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
         candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
-}
-
-/// The networks of one generator before they are wrapped into an [`Engine`].
-pub struct Networks {
-    /// umT5 encoder, held under a [`TextEncoderPolicy`].
-    pub text_encoder: ManagedTextEncoder,
-    /// Its tokenizer (fixed length).
-    pub tokenizer: PromptTokenizer,
-    /// Wan VAE.
-    pub vae: WanVae,
-    /// DiT with `cfg_step_lora` / `refinement_lora` registered.
-    pub dit: LongCatDit,
-    /// Engine settings (buckets, shift, names).
-    pub config: EngineConfig,
 }
 
 /// Builds the generator the server and `longcat generate` use.
@@ -146,17 +133,6 @@ pub fn generator_from(
     Ok(Arc::new(engine))
 }
 
-/// Logs the text encoder's policy and where its weights are.
-pub(crate) fn log_text_encoder(requested: TextEncoderPolicy, te: &ManagedTextEncoder) {
-    tracing::info!(
-        requested = %requested,
-        effective = %te.policy(),
-        device_bytes = te.device_bytes(),
-        host_bytes = te.host_bytes(),
-        "text encoder policy"
-    );
-}
-
 /// Warns about stored tensors no module asked for (a different model variant shows up here).
 fn report_unused(component: &str, weights: &TrackedWeights) {
     let unused = weights.unused();
@@ -219,13 +195,13 @@ pub fn load_checkpoint(
     report_unused("dit", &dit_weights);
     drop(dit_weights);
 
-    let refine = ckpt.lora_path(CkptLora::Refinement)?;
+    let refine = ckpt.lora_path(LoraKind::Refinement)?;
     dit.load_lora(LoraKind::Refinement.name(), &refine)?;
     let mut config = EngineConfig {
         name: format!("LongCat-Video ({})", dir.display()),
         ..EngineConfig::default()
     };
-    match ckpt.lora_path(CkptLora::CfgStep) {
+    match ckpt.lora_path(LoraKind::CfgStep) {
         Ok(path) => dit.load_lora(LoraKind::CfgStep.name(), &path)?,
         Err(e) if config.regular_mode == crate::engine::Stage1Mode::Distilled => {
             return Err(e.into())

@@ -13,6 +13,7 @@ pub mod generator;
 pub mod hooks;
 pub mod image;
 pub mod models;
+pub mod networks;
 pub mod noise;
 pub mod output;
 pub mod plan;

@@ -14,9 +14,9 @@
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device};
-use longcat_model::checkpoint::LoraKind as CkptLora;
-use longcat_model::dit::random::{random_lora, random_var_builder};
+use longcat_model::dit::random::random_lora;
 use longcat_model::dit::{DitConfig, LongCatDit};
+use longcat_model::random::random_var_builder;
 use longcat_model::tokenizer::{PromptTokenizer, TINY_VOCAB_SIZE};
 use longcat_model::umt5::Umt5Config;
 use longcat_model::vae::{VaeConfig, WanVae};
@@ -25,7 +25,7 @@ use crate::api::PipelineError;
 use crate::buckets::{shrink, ASPECT_RATIO_627, ASPECT_RATIO_960_F64};
 use crate::components::LoraKind;
 use crate::engine::{EngineConfig, PanicHook};
-use crate::generator::Networks;
+use crate::networks::{log_text_encoder, Networks};
 use crate::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 
 /// [`crate::ModelInfo::name`] of the tiny model.
@@ -143,17 +143,14 @@ pub fn networks(
 ) -> Result<Networks, PipelineError> {
     let dit_cfg = dit_config()?;
     let mut dit = LongCatDit::random(dit_cfg.clone(), WEIGHT_SEED, device, dtype)?;
-    for (kind, ckpt) in [
-        (LoraKind::CfgStep, CkptLora::CfgStep),
-        (LoraKind::Refinement, CkptLora::Refinement),
-    ] {
-        let weights = random_lora(&dit_cfg, ckpt, LORA_RANK, WEIGHT_SEED, device, dtype)?;
+    for kind in [LoraKind::CfgStep, LoraKind::Refinement] {
+        let weights = random_lora(&dit_cfg, kind, LORA_RANK, WEIGHT_SEED, device, dtype)?;
         dit.register_lora(kind.name(), weights)?;
     }
     Ok(Networks {
         text_encoder: {
             let te = ManagedTextEncoder::new(text_encoder_weights(dtype), policy, device.clone())?;
-            crate::generator::log_text_encoder(policy, &te);
+            log_text_encoder(policy, &te);
             te
         },
         tokenizer: PromptTokenizer::builtin_tiny(TEXT_TOKENS)?,

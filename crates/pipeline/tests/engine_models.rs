@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor};
-use longcat_model::dit::random::random_var_builder;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::lora::{LoraLayer, LoraWeights};
+use longcat_model::random::random_var_builder;
 use longcat_model::tokenizer::{tiny_tokenizer_json, PromptTokenizer};
 use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use longcat_model::vae::{VaeConfig, WanVae};

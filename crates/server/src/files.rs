@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use crate::error::ApiError;
-use crate::router::FalRequest;
+use crate::request::FalRequest;
 use crate::state::AppState;
 
 /// Media types served inline: the videos we produce and the images we decode.

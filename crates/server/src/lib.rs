@@ -6,6 +6,7 @@
 //! free one) and shuts down cleanly.
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
@@ -13,12 +14,15 @@ pub mod error;
 pub mod fal;
 pub mod files;
 pub mod lifecycle;
+pub mod lifetime;
 pub mod meta;
 pub mod proxy;
+pub mod request;
 pub mod retention;
 pub mod router;
 pub mod sse;
 pub mod state;
+pub mod status;
 pub mod uploads;
 pub mod webhook_url;
 pub mod workers;

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::{json_response, ApiError};
-use crate::router::FalRequest;
+use crate::request::FalRequest;
 use crate::state::AppState;
 
 /// Liveness plus a store round trip; 503 when the store does not answer or the in-process

@@ -1,13 +1,8 @@
 //! `/api/fal/proxy`: the JS client's proxy convention. The original fal URL arrives in
 //! `x-fal-target-url`; we route on its host and path and never fetch it.
 
-use std::sync::Arc;
-
-use axum::response::Response;
-
 use crate::error::ApiError;
-use crate::router::{parse_query, route, FalRequest};
-use crate::state::AppState;
+use crate::request::{parse_query, percent_decode, FalRequest};
 
 /// Target header name.
 pub const TARGET_HEADER: &str = "x-fal-target-url";
@@ -44,8 +39,9 @@ pub fn classify(url: &str) -> Result<(Target, Option<String>), ApiError> {
     Ok((target, parsed.query().map(str::to_owned)))
 }
 
-/// Re-routes a proxied request as if it had been sent to the target.
-pub async fn handle(state: &Arc<AppState>, mut req: FalRequest) -> Result<Response, ApiError> {
+/// Rewrites a proxied request into the request it would have been had it been sent to the
+/// target (the router then routes that one).
+pub fn retarget(mut req: FalRequest) -> Result<FalRequest, ApiError> {
     let url = req
         .header(TARGET_HEADER)
         .map(str::to_owned)
@@ -58,16 +54,14 @@ pub async fn handle(state: &Arc<AppState>, mut req: FalRequest) -> Result<Respon
         }
         Target::Run(p) | Target::Rest(p) => p,
     };
-    let decoded = percent_encoding::percent_decode_str(&path)
-        .decode_utf8_lossy()
-        .into_owned();
+    let decoded = percent_decode(&path);
     if decoded.starts_with("/api/fal/proxy") {
         return Err(ApiError::bad_request("proxy loop"));
     }
     req.path = decoded;
     req.query = parse_query(query.as_deref());
     req.headers.remove(TARGET_HEADER);
-    Ok(Box::pin(route(state, req)).await)
+    Ok(req)
 }
 
 #[cfg(test)]

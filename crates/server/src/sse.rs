@@ -10,9 +10,10 @@ use longcat_api::queue::QueueState;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 
-use crate::fal::status_with_base;
 use crate::state::AppState;
+use crate::status::status_with_base;
 
 /// Keep-alive comment interval (fal: every 15 s; we stay under it).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -42,6 +43,8 @@ impl Drop for ActiveStream {
 /// closing right after `COMPLETED`. The job is read (status columns only, never the input)
 /// every [`POLL`] while the client is connected; the task ends as soon as the client goes.
 /// (Workers may run in other processes, so there is no in-process notification to wait on.)
+/// The task runs in the caller's span (the handler's `request` span), so its log lines carry
+/// the request id.
 pub fn status_stream(
     state: Arc<AppState>,
     id: String,
@@ -50,7 +53,7 @@ pub fn status_stream(
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(16);
     let active = ActiveStream::new();
-    tokio::spawn(async move {
+    let task = async move {
         let _active = active;
         let mut last_seq: Option<i64> = None;
         let mut last_sent: Option<Value> = None;
@@ -93,6 +96,7 @@ pub fn status_stream(
                 o.remove("logs");
             }
             if completed || new_logs || last_sent.as_ref() != Some(&key) {
+                tracing::debug!(status = ?status.status, "status stream: event sent");
                 let event = Event::default().data(body.to_string());
                 if tx.send(Ok(event)).await.is_err() {
                     break; // client went away
@@ -104,7 +108,8 @@ pub fn status_stream(
                 break;
             }
         }
-    });
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
     Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keepalive"))
         .into_response()

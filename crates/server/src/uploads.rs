@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::random_token;
 use crate::error::{json_response, ApiError};
-use crate::lifecycle;
-use crate::router::FalRequest;
+use crate::lifetime;
+use crate::request::FalRequest;
 use crate::state::{AppState, PendingUpload};
 
 /// How long an upload URL stays valid.
@@ -73,7 +73,7 @@ fn content_type_of(req: &FalRequest) -> String {
 /// The lifetime an upload asks for (`X-Fal-Object-Lifecycle`; the Python client sends the
 /// same JSON under the `-Preference` name too).
 fn upload_lifetime(req: &FalRequest) -> Result<Option<Duration>, ApiError> {
-    lifecycle::requested_lifetime(req, &[lifecycle::UPLOAD_HEADER, lifecycle::OUTPUT_HEADER])
+    lifetime::requested_lifetime(req, &[lifetime::UPLOAD_HEADER, lifetime::OUTPUT_HEADER])
 }
 
 /// Schedules the deletion of the upload at `key` (its whole `uploads/<uuid>` folder).

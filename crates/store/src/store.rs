@@ -389,7 +389,7 @@ impl JobStore {
     /// stops (the worker then calls [`JobStore::mark_cancelled`]).
     pub async fn request_cancel(&self, id: &str) -> Result<CancelOutcome> {
         const CANCEL_QUEUED: &str = "UPDATE jobs SET status = 'cancelled', cancel_requested = 1, \
-             finished_at = $1, error_kind = 'cancelled', error_message = $2 \
+             finished_at = $1, error_kind = $4, error_message = $2 \
              WHERE id = $3 AND status = 'queued'";
         const FLAG_RUNNING: &str =
             "UPDATE jobs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'";
@@ -400,6 +400,7 @@ impl JobStore {
                 .bind(now)
                 .bind(CANCELLED_MESSAGE)
                 .bind(id)
+                .bind(JobErrorKind::Cancelled.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -441,7 +442,7 @@ impl JobStore {
     /// the job is not (or no longer) running under this worker.
     pub async fn mark_cancelled(&self, id: &str, worker_id: &str) -> Result<bool> {
         const SQL: &str = "UPDATE jobs SET status = 'cancelled', finished_at = $1, \
-             lease_expires_at = NULL, error_kind = 'cancelled', error_message = $2 \
+             lease_expires_at = NULL, error_kind = $5, error_message = $2 \
              WHERE id = $3 AND worker_id = $4 AND status = 'running'";
         let now = now_micros();
         let done = in_tx!(self, tx => {
@@ -450,6 +451,7 @@ impl JobStore {
                 .bind(CANCELLED_MESSAGE)
                 .bind(id)
                 .bind(worker_id)
+                .bind(JobErrorKind::Cancelled.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -488,6 +490,7 @@ impl JobStore {
                 timed_out: sqlx::query_scalar(TIME_OUT_QUEUED_SQL)
                     .bind(now)
                     .bind(TIMEOUT_MESSAGE)
+                    .bind(JobErrorKind::Timeout.as_str())
                     .fetch_all(&mut *tx)
                     .await?,
                 ..RecoveryReport::default()
@@ -628,8 +631,9 @@ impl JobStore {
     }
 }
 
-/// Fails queued jobs past their start deadline; binds `$1` = now, `$2` = message.
-const TIME_OUT_QUEUED_SQL: &str = "UPDATE jobs SET status = 'failed', error_kind = 'timeout', \
+/// Fails queued jobs past their start deadline; binds `$1` = now, `$2` = message, `$3` = the
+/// error kind ([`JobErrorKind::Timeout`]).
+const TIME_OUT_QUEUED_SQL: &str = "UPDATE jobs SET status = 'failed', error_kind = $3, \
      error_message = $2, finished_at = $1 WHERE status = 'queued' \
      AND start_deadline IS NOT NULL AND start_deadline <= $1 RETURNING id";
 

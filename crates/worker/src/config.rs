@@ -6,6 +6,7 @@ use std::time::Duration;
 use longcat_media::input::{AddressPolicy, IpRange};
 use longcat_media::{EncoderConfig, ImageInputConfig};
 
+use crate::prompt_expansion::ExpansionConfig;
 use crate::webhook::WebhookConfig;
 
 /// Settings shared by every worker of a [`crate::WorkerPool`].
@@ -40,6 +41,9 @@ pub struct WorkerConfig {
     /// At shutdown, how long a running job may take to finish before it is stopped and left
     /// for requeueing (its lease expires and recovery puts it back in the queue).
     pub shutdown_grace: Duration,
+    /// Where `enable_prompt_expansion` sends prompts (`None`: not configured; the prompt is
+    /// kept and the job log says why).
+    pub prompt_expansion: Option<ExpansionConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -59,6 +63,7 @@ impl Default for WorkerConfig {
             webhook: WebhookConfig::default(),
             sync_mode_max_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(600),
+            prompt_expansion: None,
         }
     }
 }

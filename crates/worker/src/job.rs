@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::failure::Failure;
 use crate::metrics as m;
 use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
-use crate::pool::Shared;
 use crate::progress::{format_progress, ProgressThrottle};
+use crate::shared::Shared;
 
 /// How a job's processing ended.
 #[derive(Debug)]

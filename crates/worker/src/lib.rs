@@ -12,11 +12,13 @@ mod model_thread;
 mod outbox;
 mod pool;
 pub mod progress;
+pub mod prompt_expansion;
 pub mod settings;
+mod shared;
 pub mod webhook;
 
 pub use config::{WorkerConfig, PRIVATE_RANGES};
 pub use failure::{error_outcome, job_outcome, Failure};
 pub use model_thread::EngineState;
 pub use pool::{WorkerError, WorkerPool};
-pub use settings::{WorkerLayer, WorkerSettings};
+pub use settings::{PromptExpansionLayer, WorkerLayer, WorkerSettings};

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::failure::job_outcome;
 use crate::metrics as m;
-use crate::pool::Shared;
+use crate::shared::Shared;
 use crate::webhook::webhook_body;
 
 /// Most webhook attempts one pool runs at once.

@@ -20,6 +20,7 @@ use crate::job::{log, process, Ending};
 use crate::metrics as m;
 use crate::model_thread::{EnginePermit, EngineState, ModelThread};
 use crate::outbox::webhook_loop;
+use crate::shared::Shared;
 use crate::webhook::{WebhookError, WebhookSender};
 use longcat_store::JobError;
 
@@ -35,22 +36,6 @@ pub enum WorkerError {
     /// A model thread could not be started.
     #[error("cannot start a model thread: {0}")]
     Thread(#[from] std::io::Error),
-}
-
-/// What every worker of a pool shares.
-pub(crate) struct Shared {
-    pub store: JobStore,
-    pub storage: Storage,
-    pub loader: ImageLoader,
-    pub webhooks: WebhookSender,
-    pub config: WorkerConfig,
-    pub notify: Notify,
-    /// Wakes the webhook loop (a job finished, or a delivery slot freed).
-    pub webhook_wake: Notify,
-    /// Webhook attempts in flight.
-    pub deliveries: TaskTracker,
-    /// The engine every slot hands its jobs to.
-    pub engine: ModelThread,
 }
 
 /// A set of workers running jobs from a [`JobStore`].

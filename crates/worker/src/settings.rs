@@ -13,6 +13,7 @@ use longcat_media::input::{AddressPolicy, IpRange};
 use serde::Deserialize;
 
 use crate::config::{WorkerConfig, PRIVATE_RANGES};
+use crate::prompt_expansion::{ExpansionConfig, OnFailure};
 
 /// Default job store.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/longcat.db";
@@ -101,7 +102,48 @@ pub struct WorkerLayer {
     /// Scratch directory for videos being encoded [default: the system temp directory].
     #[arg(long, env = "LONGCAT_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// Prompt expansion (`enable_prompt_expansion`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub prompt_expansion: PromptExpansionLayer,
 }
+
+/// The prompt-expansion settings, one layer (flattened into [`WorkerLayer`]; `longcat
+/// generate` takes the same flags).
+#[derive(clap::Args, Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PromptExpansionLayer {
+    /// OpenAI-compatible API for `enable_prompt_expansion`, e.g. `http://127.0.0.1:8000/v1`
+    /// (`/chat/completions` is appended); its key comes from LONGCAT_PROMPT_EXPANSION_KEY
+    /// [default: none: requests asking for expansion keep their prompt, with a log line].
+    #[arg(long, env = "LONGCAT_PROMPT_EXPANSION_URL", value_name = "URL")]
+    pub prompt_expansion_url: Option<String>,
+    /// The `model` sent to the prompt-expansion API (required with its URL).
+    #[arg(long, env = "LONGCAT_PROMPT_EXPANSION_MODEL", value_name = "NAME")]
+    pub prompt_expansion_model: Option<String>,
+    /// Seconds each prompt-expansion attempt may take (3 attempts) [default: 30].
+    #[arg(
+        long,
+        env = "LONGCAT_PROMPT_EXPANSION_TIMEOUT_SECS",
+        value_name = "SECONDS"
+    )]
+    pub prompt_expansion_timeout_secs: Option<f64>,
+    /// When prompt expansion fails: `original` (go on with the user's prompt, logged) or
+    /// `fail` (the job fails) [default: original].
+    #[arg(
+        long,
+        env = "LONGCAT_PROMPT_EXPANSION_ON_FAILURE",
+        value_name = "original|fail"
+    )]
+    pub prompt_expansion_on_failure: Option<String>,
+}
+
+/// Environment variable holding the prompt-expansion API key (never a flag or file key, so
+/// it does not show in process lists or config files).
+pub const PROMPT_EXPANSION_KEY_ENV: &str = "LONGCAT_PROMPT_EXPANSION_KEY";
+/// Default limit on each prompt-expansion attempt.
+pub const DEFAULT_PROMPT_EXPANSION_TIMEOUT_SECS: f64 = 30.0;
+/// Prompt-expansion attempts per job.
+pub const PROMPT_EXPANSION_ATTEMPTS: u32 = 3;
 
 /// Resolved worker settings (see the module docs for the order).
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +180,9 @@ pub struct WorkerSettings {
     pub ffmpeg: PathBuf,
     /// Scratch directory (`None`: the system temp directory).
     pub work_dir: Option<PathBuf>,
+    /// Prompt expansion endpoint (`None`: not configured). The key is filled from
+    /// [`PROMPT_EXPANSION_KEY_ENV`] by [`WorkerSettings::with_env_secrets`].
+    pub prompt_expansion: Option<ExpansionConfig>,
 }
 
 /// A setting with a value it cannot take.
@@ -192,6 +237,8 @@ impl WorkerSettings {
                 message: e.to_string(),
             })?),
         };
+        let prompt_expansion =
+            PromptExpansionLayer::resolve(&flags.prompt_expansion, &file.prompt_expansion)?;
         Ok(Self {
             database_url: layered(flags, file, |l| l.database_url.clone())
                 .unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
@@ -218,7 +265,17 @@ impl WorkerSettings {
             ffmpeg: layered(flags, file, |l| l.ffmpeg.clone())
                 .unwrap_or_else(|| DEFAULT_FFMPEG.into()),
             work_dir: layered(flags, file, |l| l.work_dir.clone()),
+            prompt_expansion,
         })
+    }
+
+    /// These settings with secrets that only come from the environment filled in (the
+    /// prompt-expansion key).
+    pub fn with_env_secrets(mut self) -> Self {
+        if let Some(cfg) = &mut self.prompt_expansion {
+            cfg.api_key = PromptExpansionLayer::key_from_env();
+        }
+        self
     }
 
     /// Writes these settings into a pool's configuration: lease and heartbeat (lease/4),
@@ -235,10 +292,77 @@ impl WorkerSettings {
         cfg.encoder.ffmpeg = self.ffmpeg.clone();
         cfg.encoder.work_dir = self.work_dir.clone().unwrap_or_else(std::env::temp_dir);
         cfg.shutdown_grace = self.shutdown_grace;
+        cfg.prompt_expansion = self.prompt_expansion.clone();
         if let Some(url) = &self.public_url {
             cfg.public_base_url = url.trim_end_matches('/').to_owned();
         }
     }
+}
+
+impl PromptExpansionLayer {
+    /// The endpoint from `flags` over `file`: none without a URL; a URL needs a model. The
+    /// key is not read here (see [`PromptExpansionLayer::key_from_env`]).
+    pub fn resolve(
+        flags: &PromptExpansionLayer,
+        file: &PromptExpansionLayer,
+    ) -> Result<Option<ExpansionConfig>, SettingsError> {
+        resolve_expansion(flags, file)
+    }
+
+    /// The API key from [`PROMPT_EXPANSION_KEY_ENV`] (unset or empty: none).
+    pub fn key_from_env() -> Option<String> {
+        std::env::var(PROMPT_EXPANSION_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty())
+    }
+}
+
+fn resolve_expansion(
+    flags: &PromptExpansionLayer,
+    file: &PromptExpansionLayer,
+) -> Result<Option<ExpansionConfig>, SettingsError> {
+    let pick = |f: fn(&PromptExpansionLayer) -> Option<String>| f(flags).or_else(|| f(file));
+    let Some(url) = pick(|l| l.prompt_expansion_url.clone()) else {
+        return Ok(None);
+    };
+    let endpoint = ExpansionConfig::endpoint_for(&url).map_err(|message| SettingsError {
+        setting: "--prompt-expansion-url",
+        message,
+    })?;
+    let model = pick(|l| l.prompt_expansion_model.clone())
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| SettingsError {
+            setting: "--prompt-expansion-model",
+            message: "required with --prompt-expansion-url".into(),
+        })?;
+    let timeout = match flags
+        .prompt_expansion_timeout_secs
+        .or(file.prompt_expansion_timeout_secs)
+        .unwrap_or(DEFAULT_PROMPT_EXPANSION_TIMEOUT_SECS)
+    {
+        s if s.is_finite() && s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
+        s => {
+            return Err(SettingsError {
+                setting: "--prompt-expansion-timeout-secs",
+                message: format!("must be in (0, 3600], got {s}"),
+            })
+        }
+    };
+    let on_failure = match pick(|l| l.prompt_expansion_on_failure.clone()) {
+        None => OnFailure::default(),
+        Some(s) => s.parse().map_err(|message| SettingsError {
+            setting: "--prompt-expansion-on-failure",
+            message,
+        })?,
+    };
+    Ok(Some(ExpansionConfig {
+        endpoint,
+        model,
+        api_key: None,
+        timeout,
+        attempts: PROMPT_EXPANSION_ATTEMPTS,
+        on_failure,
+    }))
 }
 
 /// The address policy that lets [`PRIVATE_RANGES`] through.
@@ -349,6 +473,53 @@ mod tests {
         let e = WorkerSettings::resolve(&WorkerLayer::default(), &file("text_encoder = \"gpu\""))
             .unwrap_err();
         assert_eq!(e.setting, "--text-encoder");
+    }
+
+    #[test]
+    fn prompt_expansion_needs_a_url_and_a_model() {
+        assert_eq!(WorkerSettings::default().prompt_expansion, None);
+        let f = file(
+            "prompt_expansion_url = \"http://127.0.0.1:9/v1\"\nprompt_expansion_model = \"m\"",
+        );
+        let s = WorkerSettings::resolve(&flags(&[]), &f).unwrap();
+        let cfg = s.prompt_expansion.unwrap();
+        assert_eq!(cfg.endpoint, "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(cfg.model, "m");
+        assert_eq!(cfg.on_failure, OnFailure::Original);
+        assert_eq!(cfg.timeout, Duration::from_secs(30));
+        let s = WorkerSettings::resolve(
+            &flags(&[
+                "--prompt-expansion-on-failure",
+                "fail",
+                "--prompt-expansion-timeout-secs",
+                "2.5",
+            ]),
+            &f,
+        )
+        .unwrap();
+        let cfg = s.prompt_expansion.unwrap();
+        assert_eq!(cfg.on_failure, OnFailure::Fail);
+        assert_eq!(cfg.timeout, Duration::from_millis(2500));
+        let no_model = file("prompt_expansion_url = \"http://h/v1\"");
+        let e = WorkerSettings::resolve(&flags(&[]), &no_model).unwrap_err();
+        assert_eq!(e.setting, "--prompt-expansion-model");
+        for (args, setting) in [
+            (
+                vec!["--prompt-expansion-url", "ftp://h"],
+                "--prompt-expansion-url",
+            ),
+            (
+                vec!["--prompt-expansion-on-failure", "maybe"],
+                "--prompt-expansion-on-failure",
+            ),
+            (
+                vec!["--prompt-expansion-timeout-secs", "0"],
+                "--prompt-expansion-timeout-secs",
+            ),
+        ] {
+            let e = WorkerSettings::resolve(&flags(&args), &f).unwrap_err();
+            assert_eq!(e.setting, setting);
+        }
     }
 
     #[test]

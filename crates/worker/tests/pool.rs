@@ -711,59 +711,6 @@ async fn a_lost_engine_is_reported_and_claims_nothing_more() {
     pool.shutdown().await;
 }
 
-/// A real grayscale PNG of `w`×`h` flat pixels, compressed as generated (1 × 50,000,000 is
-/// a few hundred KB).
-fn png_flat_gray(w: u32, h: u32) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    // Scanlines: filter byte 0, then `w` pixels; whole rows per block when they are short.
-    let row_len = w as usize + 1;
-    const BLOCK: usize = 1 << 20;
-    if row_len <= BLOCK {
-        let per = BLOCK / row_len;
-        let block: Vec<u8> = (0..per * row_len)
-            .map(|i| if i % row_len == 0 { 0 } else { 128 })
-            .collect();
-        let mut left = h as usize;
-        while left > 0 {
-            let n = left.min(per);
-            z.write_all(&block[..n * row_len]).expect("deflate");
-            left -= n;
-        }
-    } else {
-        let pixels = vec![128u8; BLOCK];
-        for _ in 0..h {
-            z.write_all(&[0]).expect("deflate");
-            let mut left = w as usize;
-            while left > 0 {
-                let n = left.min(BLOCK);
-                z.write_all(&pixels[..n]).expect("deflate");
-                left -= n;
-            }
-        }
-    }
-    let idat = z.finish().expect("deflate");
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    png_chunk(&mut out, b"IHDR", &ihdr);
-    png_chunk(&mut out, b"IDAT", &idat);
-    png_chunk(&mut out, b"IEND", &[]);
-    out
-}
-
-fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    let mut crc = flate2::Crc::new();
-    crc.update(kind);
-    crc.update(data);
-    out.extend_from_slice(kind);
-    out.extend_from_slice(data);
-    out.extend_from_slice(&crc.sum().to_be_bytes());
-}
-
 /// The 1 × 50,000,000 PNG (and its transpose) passes the 50 Mpx cap; the real loader refuses
 /// it from its header as a 422 on `image_url` (it used to run a minutes-long, GB-sized resize
 /// that cancel could not stop).
@@ -773,7 +720,7 @@ async fn extreme_aspect_png_fails_as_a_422_on_image_url() {
     let pool = pool(&env, config(&env), 1, Duration::ZERO);
     let mut ids = Vec::new();
     for (w, h) in [(1u32, 50_000_000u32), (50_000_000, 1)] {
-        let png = png_flat_gray(w, h);
+        let png = longcat_media::fixtures::png_flat_gray(w, h);
         assert!(png.len() < 1 << 20, "{} bytes", png.len());
         let uri = format!(
             "data:image/png;base64,{}",

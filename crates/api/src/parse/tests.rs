@@ -2,6 +2,8 @@ use serde_json::json;
 
 use super::*;
 use crate::input::{limits, DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT};
+use longcat_core::Acceleration;
+use longcat_media::{VideoOutputType, VideoQuality, VideoWriteMode};
 
 const IMG: &str = "https://example.com/cat.png";
 

@@ -119,19 +119,16 @@ fn assembled_checkpoint_builds_umt5_matching_the_golden() {
         .build(DType::F32, &Device::Cpu, |vb| Umt5Encoder::new(&cfg, vb))
         .unwrap();
     assert!(weights.unused().is_empty(), "{:?}", weights.unused());
+    let exact = ckpt.weights(Component::TextEncoder).unwrap();
+    exact
+        .build_exact(DType::F32, &Device::Cpu, |vb| Umt5Encoder::new(&cfg, vb))
+        .unwrap();
 
     let golden = load_golden("umt5");
     let out = encoder
         .forward(&golden["input_ids"], &golden["attention_mask"])
         .unwrap();
-    let diff = (out - &golden["last_hidden_state"])
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = crate::test_util::max_abs_diff(&out, &golden["last_hidden_state"]);
     assert!(diff < 1e-4, "max abs diff {diff}");
 
     // The same weights build in bf16: conversion happens per tensor on request.
@@ -194,6 +191,14 @@ fn extra_tensors_are_reported() {
         weights.unused(),
         vec!["encoder.unused_extra.weight".to_string()]
     );
+    let fresh = ckpt.weights(Component::TextEncoder).unwrap();
+    match fresh.build_exact(DType::F32, &Device::Cpu, |vb| Umt5Encoder::new(&cfg, vb)) {
+        Err(ModelError::UnusedTensors { file, tensors }) => {
+            assert!(file.contains("text_encoder"), "{file}");
+            assert_eq!(tensors, vec!["encoder.unused_extra.weight".to_string()]);
+        }
+        other => panic!("expected UnusedTensors, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use crate::error::Result;
 use crate::limits::check_kernel_elems;
 use crate::lora::LoraAdapter;
+use crate::ops::matmul_last;
 
 /// Epsilon of every norm in the DiT.
 pub const NORM_EPS: f64 = 1e-6;
@@ -152,20 +153,6 @@ impl DitLinear {
                 .map(LoraAdapter::held_bytes)
                 .sum::<usize>()
     }
-}
-
-/// `x W^T` over the last dim of `x` (any leading dims).
-pub fn matmul_last(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let in_dim = dims.last().copied().unwrap_or(0);
-    let rows = x.elem_count() / in_dim.max(1);
-    let x2 = x.contiguous()?.reshape((rows, in_dim))?;
-    let y = x2.matmul(&w.t()?)?;
-    let mut out_dims = dims;
-    if let Some(last) = out_dims.last_mut() {
-        *last = w.dims()[0];
-    }
-    Ok(y.reshape(out_dims)?)
 }
 
 /// RMS norm over the last dim computed in f32, cast back, then scaled by `weight`.

@@ -173,13 +173,13 @@ impl LongCatDit {
 
     /// A model with deterministic random weights (benchmarks, the built-in tiny model).
     pub fn random(cfg: DitConfig, seed: u64, device: &Device, dtype: DType) -> Result<Self> {
-        Self::new(cfg, random::random_var_builder(seed, dtype, device))
+        Self::new(cfg, crate::random::random_var_builder(seed, dtype, device))
     }
 
     /// A DiT with random weights drawn on `device` by its own generator (fast at full size on
     /// a GPU; not reproducible across devices): for benchmarks.
     pub fn random_on_device(cfg: DitConfig, device: &Device, dtype: DType) -> Result<Self> {
-        Self::new(cfg, random::device_random_var_builder(dtype, device))
+        Self::new(cfg, crate::random::device_random_var_builder(dtype, device))
     }
 
     /// The configuration.

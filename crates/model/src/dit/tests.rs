@@ -271,7 +271,7 @@ fn from_dir_reads_config_and_weights() {
 
 #[test]
 fn random_loras_fit_and_change_the_output() {
-    use crate::checkpoint::LoraKind;
+    use crate::lora::LoraKind;
     let dev = Device::Cpu;
     let cfg = tiny_config();
     let mut dit = model(3);
@@ -301,14 +301,7 @@ fn random_loras_fit_and_change_the_output() {
         dit.enable_loras(&[("x".into(), 1.0)], LoraMode::Unmerged)
             .unwrap();
         let out = dit.forward(&i.x, &i.t, text, 0).unwrap();
-        let diff = (out - &base)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&out, &base);
         assert!(diff > 0.0, "{kind:?} LoRA changed nothing");
         dit.disable_loras().unwrap();
     }
@@ -349,7 +342,7 @@ fn mmapped_bf16_model(dir: &std::path::Path) -> LongCatDit {
 
 #[test]
 fn merged_lora_keeps_no_copy_and_clear_restores_the_exact_weights() {
-    use crate::checkpoint::LoraKind;
+    use crate::lora::LoraKind;
     let dir = tempfile::tempdir().unwrap();
     let cfg = tiny_config();
     for (what, mut dit) in [

@@ -132,10 +132,7 @@ impl WanVae {
         device: &candle_core::Device,
         dtype: DType,
     ) -> Result<Self> {
-        Self::new(
-            cfg,
-            crate::dit::random::random_var_builder(seed, dtype, device),
-        )
+        Self::new(cfg, crate::random::random_var_builder(seed, dtype, device))
     }
 
     /// The configuration.

@@ -124,8 +124,7 @@ fn streaming_chunks_are_one_then_four_frames() {
     );
     let whole = vae.decode(&z).unwrap();
     let joined = Tensor::cat(&chunks, 2).unwrap();
-    let diff = (whole - joined).unwrap().abs().unwrap().max_all().unwrap();
-    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    assert_eq!(crate::test_util::max_abs_diff(&whole, &joined), 0.0);
     let post = vae
         .encode(&Tensor::randn(0f32, 0.5, (1, 3, 5, 16, 16), &dev).unwrap())
         .unwrap();
@@ -385,7 +384,7 @@ fn stats_of(got: &Tensor, want: &Tensor) -> (f32, f32, f32) {
 
 /// Standard normal samples of `shape`, deterministic in `seed`.
 fn normal(seed: u64, shape: &[usize]) -> Tensor {
-    let vb = crate::dit::random::random_var_builder(seed, DType::F32, &Device::Cpu);
+    let vb = crate::random::random_var_builder(seed, DType::F32, &Device::Cpu);
     let t = vb.get(shape, "x").unwrap();
     let fan_in: usize = shape[1..].iter().product();
     (t * (fan_in as f64).sqrt()).unwrap()
@@ -397,7 +396,7 @@ fn seeded_vae(cfg: &VaeConfig, seed: u64) -> WanVae {
     let dev = Device::Cpu;
     let varmap = VarMap::new();
     WanVae::new(cfg, VarBuilder::from_varmap(&varmap, DType::F32, &dev)).unwrap();
-    let draw = crate::dit::random::random_var_builder(seed, DType::F32, &dev);
+    let draw = crate::random::random_var_builder(seed, DType::F32, &dev);
     for (name, var) in varmap.data().lock().unwrap().iter() {
         let dims = var.dims().to_vec();
         let t = draw.get(dims.as_slice(), name).unwrap();

@@ -1,27 +1,15 @@
 //! The adapters on tiny random networks.
 
 use candle_core::{DType, Device, Tensor};
-use longcat_model::dit::random::random_var_builder;
 use longcat_model::dit::{DitConfig, LongCatDit};
 use longcat_model::lora::{LoraLayer, LoraWeights};
+use longcat_model::random::random_var_builder;
+use longcat_model::test_util::max_abs_diff;
 use longcat_model::tokenizer::{tiny_tokenizer_json, PromptTokenizer};
 use longcat_model::umt5::{Umt5Config, Umt5Encoder};
 use longcat_model::vae::{VaeConfig, WanVae};
 
 use super::*;
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
 
 /// A umT5-like `tokenizer.json`: `<pad>`=0, `</s>`=1, `<unk>`=2, then `pieces`.
 fn prompt_encoder(max_length: usize) -> Umt5PromptEncoder {
@@ -65,7 +53,7 @@ fn prompt_encoder_pads_to_fixed_length() {
             > 0.0
     );
     let other = enc.encode_prompt("a ball").unwrap();
-    assert!(max_diff(&text.embeds, &other.embeds) > 0.0);
+    assert!(max_abs_diff(&text.embeds, &other.embeds) > 0.0);
 }
 
 fn tiny_vae() -> WanVaeCodec {
@@ -96,7 +84,7 @@ fn vae_codec_shapes_and_streaming_decode() {
     let sizes: Vec<usize> = chunks.iter().map(|c| c.dim(2).unwrap()).collect();
     assert_eq!(sizes, vec![1, 4]);
     let streamed = Tensor::cat(&chunks, 2).unwrap();
-    assert_eq!(max_diff(&whole, &streamed), 0.0);
+    assert_eq!(max_abs_diff(&whole, &streamed), 0.0);
     // A failing consumer stops decoding with its own error.
     let mut calls = 0;
     let err = vae
@@ -177,7 +165,10 @@ fn denoiser_switches_loras_by_name_and_bsa() {
         bsa: false,
     };
     assert!(d.set_mode(cfg_step).is_err());
-    assert_eq!(max_diff(&d.forward(&x, &t, &text, 1).unwrap(), &base), 0.0);
+    assert_eq!(
+        max_abs_diff(&d.forward(&x, &t, &text, 1).unwrap(), &base),
+        0.0
+    );
 
     d.register_lora(LoraKind::CfgStep, lora(1.0)).unwrap();
     d.register_lora(LoraKind::Refinement, lora(-2.0)).unwrap();
@@ -187,7 +178,7 @@ fn denoiser_switches_loras_by_name_and_bsa() {
         &[("cfg_step_lora".to_string(), 1.0)]
     );
     let with_cfg = d.forward(&x, &t, &text, 1).unwrap();
-    assert!(max_diff(&with_cfg, &base) > 1e-4);
+    assert!(max_abs_diff(&with_cfg, &base) > 1e-4);
 
     let refine = DenoiserMode {
         lora: Some(LoraKind::Refinement),
@@ -199,7 +190,7 @@ fn denoiser_switches_loras_by_name_and_bsa() {
         &[("refinement_lora".to_string(), 1.0)]
     );
     let with_refine = d.forward(&x, &t, &text, 1).unwrap();
-    assert!(max_diff(&with_refine, &with_cfg) > 1e-4);
+    assert!(max_abs_diff(&with_refine, &with_cfg) > 1e-4);
 
     // BSA on: the attention backend follows.
     d.set_mode(DenoiserMode {
@@ -221,7 +212,10 @@ fn denoiser_switches_loras_by_name_and_bsa() {
         d.dit().attention_backend(),
         longcat_model::dit::SelfAttnBackend::Dense
     ));
-    assert_eq!(max_diff(&d.forward(&x, &t, &text, 1).unwrap(), &base), 0.0);
+    assert_eq!(
+        max_abs_diff(&d.forward(&x, &t, &text, 1).unwrap(), &base),
+        0.0
+    );
 }
 
 #[test]
@@ -239,8 +233,8 @@ fn denoiser_kv_cache_matches_in_batch_condition() {
     let text2 = TextConditioning::cfg_batch(&text, &text).unwrap();
     let cached = d.forward_cached(&noisy2, &t2, &text2, &cache).unwrap();
     let want = full.narrow(2, 1, 2).unwrap();
-    assert!(max_diff(&cached.narrow(0, 0, 1).unwrap(), &want) < 1e-4);
-    assert!(max_diff(&cached.narrow(0, 1, 1).unwrap(), &want) < 1e-4);
+    assert!(max_abs_diff(&cached.narrow(0, 0, 1).unwrap(), &want) < 1e-4);
+    assert!(max_abs_diff(&cached.narrow(0, 1, 1).unwrap(), &want) < 1e-4);
 }
 
 #[test]

@@ -71,16 +71,9 @@ fn build<T>(
     f: impl FnOnce(candle_nn::VarBuilder<'static>) -> longcat_model::Result<T>,
 ) -> anyhow::Result<T> {
     let weights = Arc::new(TrackedWeights::open_file(path)?);
-    let net = weights
-        .build(golden.dtype(), golden.device(), f)
-        .with_context(|| path.display().to_string())?;
-    let unused = weights.unused();
-    ensure!(
-        unused.is_empty(),
-        "{} holds tensors the network never used: {unused:?}",
-        path.display()
-    );
-    Ok(net)
+    weights
+        .build_exact(golden.dtype(), golden.device(), f)
+        .with_context(|| path.display().to_string())
 }
 
 /// Loads the umT5 encoder, the VAE and the DiT a pipeline golden names.
