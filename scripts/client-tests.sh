@@ -10,6 +10,7 @@ CLIENTS="$ROOT/tests/clients"
 
 # Clients, pinned (requirements.txt, package-lock.json).
 scripts/install-test-venv.sh
+scripts/fetch-safety-model.sh
 (cd "$CLIENTS" && npm ci --silent --no-audit --no-fund)
 
 cargo build -q -p longcat-cli
@@ -29,7 +30,9 @@ KEY="client-test-key-$RANDOM$RANDOM"
 
 "$BIN" serve --host 127.0.0.1 --port "$PORT" --public-url "http://127.0.0.1:$PORT" \
   --database-url "sqlite://$WORK/longcat.db" --storage "$WORK/files" \
-  --workers 1 --api-key "$KEY" --allow-private-image-urls >"$WORK/server.log" 2>&1 &
+  --workers 1 --api-key "$KEY" --allow-private-image-urls \
+  --safety-model "$ROOT/data/models/nudenet-320n.onnx" --safety-labels FACE_FEMALE \
+  >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 for _ in $(seq 1 120); do
@@ -39,7 +42,11 @@ for _ in $(seq 1 120); do
 done
 curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null
 
-export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png"
+# The safety checker runs for real, with a policy flagging FACE_FEMALE so that scikit-image's
+# astronaut portrait (from the venv) is flagged content (docs/safety.md).
+SAFETY_IMAGE=$("$CLIENTS/.venv/bin/python" -c 'import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"))')
+export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png" \
+  LONGCAT_SAFETY_IMAGE="$SAFETY_IMAGE"
 status=0
 timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/python_client_test.py" || status=1
 (cd "$CLIENTS" && timeout 900 node js_client_test.mjs) || status=1
