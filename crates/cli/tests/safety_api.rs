@@ -93,6 +93,7 @@ fn start(model: &Path) -> Server {
         .arg("--safety-model")
         .arg(model)
         .args(["--safety-labels", "FACE_FEMALE"])
+        .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
