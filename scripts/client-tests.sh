@@ -16,10 +16,8 @@ TESTS="${*:-python js browser}"
 want() { case " $TESTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 # Clients, pinned (requirements.txt, package-lock.json).
-if [ ! -x "$CLIENTS/.venv/bin/python" ]; then
-  python3 -m venv "$CLIENTS/.venv"
-fi
-"$CLIENTS/.venv/bin/pip" install -q -r "$CLIENTS/requirements.txt"
+scripts/install-test-venv.sh
+scripts/fetch-safety-model.sh
 if want js; then (cd "$CLIENTS" && npm ci --silent --no-audit --no-fund); fi
 
 cargo build -q -p longcat-cli
@@ -53,6 +51,7 @@ CHAT_PID=$!
   --database-url "sqlite://$WORK/longcat.db" --storage "$STORAGE" \
   --workers 1 --api-key "$KEY" --allow-private-image-urls \
   --prompt-expansion-url "http://127.0.0.1:$CHAT_PORT/v1" --prompt-expansion-model test-vl \
+  --safety-model "$ROOT/data/models/nudenet-320n.onnx" --safety-labels FACE_FEMALE \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -63,7 +62,11 @@ for _ in $(seq 1 120); do
 done
 curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null
 
-export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png"
+# The safety checker runs for real, with a policy flagging FACE_FEMALE so that scikit-image's
+# astronaut portrait (from the venv) is flagged content (docs/safety.md).
+SAFETY_IMAGE=$("$CLIENTS/.venv/bin/python" -c 'import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"))')
+export LONGCAT_URL="http://127.0.0.1:$PORT" FAL_KEY="$KEY" LONGCAT_TEST_IMAGE="$WORK/input.png" \
+  LONGCAT_SAFETY_IMAGE="$SAFETY_IMAGE"
 status=0
 if want python; then
   timeout 900 "$CLIENTS/.venv/bin/python" "$CLIENTS/python_client_test.py" || status=1

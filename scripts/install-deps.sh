@@ -27,3 +27,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: no Rust toolchain found. Install one (https://rustup.rs, Rust 1.85 or newer) and re-run." >&2
   exit 1
 fi
+
+# The safety checker's model (NudeNet 320n, AGPL-3.0, from the `nudenet` wheel on PyPI; never
+# committed): the server checks content by default and refuses to start the check without it.
+"$(dirname "$0")/fetch-safety-model.sh"

@@ -11,6 +11,14 @@ scripts/install-deps.sh
 GOLDENS="${LONGCAT_GOLDENS:-$(pwd)/../shared/goldens}"
 export LONGCAT_GOLDENS="$GOLDENS"
 
+# The tests' Python venv: the fal clients, and the `nudenet` package the safety checker's
+# parity test compares against (it must run here, not skip: LONGCAT_REQUIRE_SAFETY_TESTS).
+scripts/install-test-venv.sh
+export LONGCAT_REQUIRE_SAFETY_TESTS=1
+# Every server and worker the tests start runs the real safety checker (on by default), also
+# those started from another directory: the model by absolute path.
+export LONGCAT_SAFETY_MODEL="$(pwd)/data/models/nudenet-320n.onnx"
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Rust tests. The job store's Postgres tests need a server: the suite runs under a throwaway

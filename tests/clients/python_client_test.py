@@ -2,7 +2,8 @@
 
 The client is pointed at the server as fal-protocol.md §8.1 recipe B says (module
 constants for plain http on loopback). Environment: LONGCAT_URL (http://127.0.0.1:PORT),
-FAL_KEY (a key the server accepts), LONGCAT_TEST_IMAGE (a PNG on disk).
+FAL_KEY (a key the server accepts), LONGCAT_TEST_IMAGE (a PNG on disk), LONGCAT_SAFETY_IMAGE
+(a PNG the server's safety policy flags).
 Every produced video is downloaded and checked with ffprobe.
 """
 
@@ -170,6 +171,33 @@ def test_prompt_expansion():
     check_video(result["video"])
     plain = fal_client.run(APP, arguments=SMALL)
     assert plain["prompt"] == SMALL["prompt"], plain["prompt"]
+
+
+def test_content_policy_violation():
+    # The server runs the real safety checker with a policy flagging FACE_FEMALE
+    # (scripts/client-tests.sh), so scikit-image's astronaut portrait is flagged content.
+    portrait = fal_client.upload_file(os.environ["LONGCAT_SAFETY_IMAGE"])
+    flagged = dict(SMALL, image_url=portrait)
+
+    def expect_violation(call):
+        try:
+            call()
+        except fal_client.client.FalClientHTTPError as e:
+            assert e.status_code == 422, (e.status_code, e.message)
+            item = e.message[0]
+            assert item["type"] == "content_policy_violation", item
+            assert item["loc"] == ["body", "image_url"], item
+            assert item["categories"] == ["face_female"], item
+            assert item["input"] == portrait, (item["input"][:80], portrait)
+            assert item["msg"] and item["url"], item
+        else:
+            raise AssertionError("a flagged image was accepted")
+
+    expect_violation(lambda: fal_client.run(APP, arguments=flagged))           # sync run
+    expect_violation(lambda: fal_client.subscribe(APP, arguments=flagged))     # queue
+    # The switch off skips the check.
+    result = fal_client.subscribe(APP, arguments=dict(flagged, enable_safety_checker=False))
+    check_video(result["video"])
 
 
 def main():

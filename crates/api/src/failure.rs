@@ -21,6 +21,31 @@ pub mod kinds {
     pub const LOST: &str = JobErrorKind::Lost.as_str();
     /// Not started before the caller's `X-Fal-Request-Timeout`.
     pub const TIMEOUT: &str = JobErrorKind::Timeout.as_str();
+    /// Flagged by the safety checker (422 with a `content_policy_violation` detail).
+    pub const CONTENT_POLICY: &str = JobErrorKind::ContentPolicy.as_str();
+}
+
+/// fal's error `type` (and the status's `error_type`) of content the safety checker flagged.
+pub const CONTENT_POLICY_VIOLATION: &str = "content_policy_violation";
+/// fal's message for it.
+pub const CONTENT_POLICY_MESSAGE: &str =
+    "The content could not be processed because it contained material flagged by a content checker.";
+/// fal's documentation link in the error item.
+pub const CONTENT_POLICY_URL: &str = "https://docs.fal.ai/errors#content_policy_violation";
+
+/// The 422 `detail` list of a content policy violation: one item at `loc` (`["body",
+/// "image_url"]` for the input image, `["body", "output"]` for the generated video) with the
+/// offending `input` (the image URL; for the output, the flagged frame indices) and the
+/// flagged `categories`.
+pub fn content_policy_detail(loc: &[&str], input: Value, categories: &[String]) -> Value {
+    json!([{
+        "loc": loc,
+        "msg": CONTENT_POLICY_MESSAGE,
+        "type": CONTENT_POLICY_VIOLATION,
+        "url": CONTENT_POLICY_URL,
+        "input": input,
+        "categories": categories,
+    }])
 }
 
 /// A failure as the clients see it.
@@ -67,6 +92,16 @@ pub fn failure_report(kind: &str, message: &str, detail: Option<&Value>) -> Fail
                 user_timeout: false,
             }
         }
+        kinds::CONTENT_POLICY => FailureReport {
+            status_code: 422,
+            body: json!({ "detail": match detail {
+                Some(Value::Array(a)) => Value::Array(a.clone()),
+                _ => content_policy_detail(&["body"], Value::Null, &[]),
+            }}),
+            error: message.to_owned(),
+            error_type: CONTENT_POLICY_VIOLATION.to_owned(),
+            user_timeout: false,
+        },
         kinds::CANCELLED => request(error_types::CLIENT_CANCELLED, 499, "Request cancelled"),
         kinds::TIMEOUT => request(
             error_types::REQUEST_TIMEOUT,
@@ -97,6 +132,28 @@ mod tests {
         assert_eq!(wrapped.body, r.body);
         let plain = failure_report(kinds::VALIDATION, "oops", None);
         assert_eq!(plain.body["detail"][0]["msg"], "oops");
+    }
+
+    #[test]
+    fn content_policy_is_a_422_with_the_violation_item() {
+        let d = content_policy_detail(
+            &["body", "image_url"],
+            json!("https://example.com/a.png"),
+            &["sexual".to_string()],
+        );
+        let r = failure_report(kinds::CONTENT_POLICY, CONTENT_POLICY_MESSAGE, Some(&d));
+        assert_eq!(r.status_code, 422);
+        assert_eq!(r.error_type, "content_policy_violation");
+        let item = &r.body["detail"][0];
+        assert_eq!(item["loc"], json!(["body", "image_url"]));
+        assert_eq!(item["type"], "content_policy_violation");
+        assert_eq!(item["input"], "https://example.com/a.png");
+        assert_eq!(item["categories"], json!(["sexual"]));
+        assert_eq!(item["msg"], CONTENT_POLICY_MESSAGE);
+        assert_eq!(item["url"], CONTENT_POLICY_URL);
+        // A record without its detail still answers in the same shape.
+        let bare = failure_report(kinds::CONTENT_POLICY, "flagged", None);
+        assert_eq!(bare.body["detail"][0]["type"], "content_policy_violation");
     }
 
     #[test]

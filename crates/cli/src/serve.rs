@@ -238,6 +238,8 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             settings.vae_tiling,
         )?;
         let model = generator.info();
+        // Loaded once, at start (a missing model is reported here), shared by every pool.
+        let safety = settings.load_safety();
         let shared = settings.clone();
         let spawn: longcat_server::SpawnWorkers =
             std::sync::Arc::new(move |ctx: longcat_server::WorkerContext| {
@@ -249,6 +251,7 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
                 shared.apply(&mut config);
                 config.public_base_url = public_url;
                 config.webhook.signing_key = signing_key;
+                config.safety = safety.clone();
                 let pool = longcat_worker::WorkerPool::spawn(
                     shared.workers,
                     ctx.store,

@@ -48,6 +48,7 @@ async fn serve(settings: WorkerSettings) -> anyhow::Result<ExitCode> {
         ..WorkerConfig::default()
     };
     settings.apply(&mut config);
+    config.safety = settings.load_safety();
     let ffmpeg = config.encoder.check().context("checking ffmpeg")?;
     tracing::info!(%ffmpeg, "ffmpeg found");
     let store = JobStore::connect(&settings.database_url)

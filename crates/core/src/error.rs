@@ -39,16 +39,20 @@ pub enum JobErrorKind {
     Lost,
     /// Not started before the caller's `X-Fal-Request-Timeout`.
     Timeout,
+    /// The safety checker flagged the input image or the output (422 with a
+    /// `content_policy_violation` detail; not billed, no video stored).
+    ContentPolicy,
 }
 
 impl JobErrorKind {
     /// Every kind.
-    pub const ALL: [JobErrorKind; 5] = [
+    pub const ALL: [JobErrorKind; 6] = [
         Self::Validation,
         Self::Cancelled,
         Self::Internal,
         Self::Lost,
         Self::Timeout,
+        Self::ContentPolicy,
     ];
 
     /// The stored name.
@@ -59,6 +63,7 @@ impl JobErrorKind {
             Self::Internal => "internal",
             Self::Lost => "lost",
             Self::Timeout => "timeout",
+            Self::ContentPolicy => "content_policy",
         }
     }
 }

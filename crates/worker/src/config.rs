@@ -7,6 +7,7 @@ use longcat_media::input::{AddressPolicy, IpRange};
 use longcat_media::{EncoderConfig, ImageInputConfig};
 
 use crate::prompt_expansion::ExpansionConfig;
+use crate::safety::SafetyState;
 use crate::webhook::WebhookConfig;
 
 /// Settings shared by every worker of a [`crate::WorkerPool`].
@@ -44,6 +45,9 @@ pub struct WorkerConfig {
     /// Where `enable_prompt_expansion` sends prompts (`None`: not configured; the prompt is
     /// kept and the job log says why).
     pub prompt_expansion: Option<ExpansionConfig>,
+    /// The safety checker (`enable_safety_checker`); [`SafetyState::Off`] by default here,
+    /// loaded from [`crate::WorkerSettings`] by the commands (on by default there).
+    pub safety: SafetyState,
 }
 
 impl Default for WorkerConfig {
@@ -64,6 +68,7 @@ impl Default for WorkerConfig {
             sync_mode_max_bytes: 64 * 1024 * 1024,
             shutdown_grace: Duration::from_secs(600),
             prompt_expansion: None,
+            safety: SafetyState::Off,
         }
     }
 }

@@ -16,15 +16,24 @@ pub enum Failure {
     Cancelled,
     /// Anything else: a 500 with `runner_server_error`.
     Internal(String),
+    /// The safety checker flagged the input image or the output: fal's 422 with a
+    /// `content_policy_violation` detail (`detail` is that list).
+    ContentPolicy {
+        /// The 422 `detail` list ([`longcat_api::failure::content_policy_detail`]).
+        detail: serde_json::Value,
+        /// The flagged categories.
+        categories: Vec<String>,
+    },
 }
 
 impl Failure {
-    /// Kind name, as stored (`validation`, `cancelled`, `internal`).
+    /// Kind name, as stored (`validation`, `cancelled`, `internal`, `content_policy`).
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Validation(_) => kinds::VALIDATION,
             Failure::Cancelled => kinds::CANCELLED,
             Failure::Internal(_) => kinds::INTERNAL,
+            Failure::ContentPolicy { .. } => kinds::CONTENT_POLICY,
         }
     }
 
@@ -39,6 +48,11 @@ impl Failure {
                 .join("; "),
             Failure::Cancelled => longcat_store::CANCELLED_MESSAGE.into(),
             Failure::Internal(m) => m.clone(),
+            Failure::ContentPolicy { categories, .. } => format!(
+                "{} (categories: {})",
+                longcat_api::failure::CONTENT_POLICY_MESSAGE,
+                categories.join(", ")
+            ),
         }
     }
 
@@ -49,6 +63,7 @@ impl Failure {
             message: self.message(),
             detail: match self {
                 Failure::Validation(v) => Some(v.detail()),
+                Failure::ContentPolicy { detail, .. } => Some(detail.clone()),
                 _ => None,
             },
         }

@@ -19,6 +19,7 @@ use crate::metrics as m;
 use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
 use crate::progress::{format_progress, ProgressThrottle};
 use crate::prompt_expansion::{expand_or_keep, Expanded};
+use crate::safety::{self, OutputCheck};
 use crate::shared::Shared;
 
 /// How a job's processing ended.
@@ -155,6 +156,21 @@ async fn run_inner(
         return Err(Failure::Cancelled);
     }
 
+    // A request asking for the check on a worker that cannot run it is refused here.
+    let checker = shared
+        .config
+        .safety
+        .for_request(input.enable_safety_checker)?;
+    if input.enable_safety_checker && checker.is_none() {
+        log(
+            shared,
+            &job.id,
+            "WARN",
+            "safety checker off on this worker (--safety-checker off): not checked",
+        )
+        .await;
+    }
+
     let t = Instant::now();
     log(shared, &job.id, "INFO", "fetching the input image").await;
     let image = tokio::select! {
@@ -175,10 +191,25 @@ async fn run_inner(
         height: image.height,
         data: image.data,
     };
+    if let Some(checker) = &checker {
+        let t = Instant::now();
+        safety::check_input(checker.clone(), image.clone(), &input.image_url).await?;
+        m::stage_seconds("safety_input", t.elapsed().as_secs_f64());
+        log(shared, &job.id, "INFO", "safety check: input image passed").await;
+    }
+    // After the input check, so a flagged image never leaves for the expansion endpoint.
     let mut input = input;
     if input.enable_prompt_expansion {
         input.prompt = expand_prompt(shared, &job.id, &input.prompt, &image, cancel).await?;
     }
+    let output_check = match &checker {
+        Some(c) => Some(
+            OutputCheck::start(c.clone(), f64::from(input.fps))
+                .map_err(|e| Failure::Internal(format!("starting the output safety check: {e}")))?,
+        ),
+        None => None,
+    };
+
     let request = input.to_generation_request(image);
     let seed = request.seed;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -194,6 +225,7 @@ async fn run_inner(
             reply: reply_tx,
             permit,
             span: tracing::Span::current(),
+            output_check,
         })
         .map_err(|e| Failure::Internal(e.to_string()))?;
     log(
@@ -203,7 +235,7 @@ async fn run_inner(
         &format!("generating {} frames (seed {seed})", input.num_frames),
     )
     .await;
-    let generated = relay_events(shared, &job.id, events_rx, reply_rx).await?;
+    let mut generated = relay_events(shared, &job.id, events_rx, reply_rx).await?;
     m::stage_seconds("generate", generated.generate_seconds);
     m::stage_seconds("encode", generated.encode_finish_seconds);
     log(
@@ -219,6 +251,29 @@ async fn run_inner(
         ),
     )
     .await;
+
+    // Sampled output frames were checked while they were generated; the last one finishes
+    // here. A flagged output fails the job before the video is stored (the scratch file is
+    // dropped with `generated`).
+    if let Some(check) = generated.output_check.take() {
+        let t = Instant::now();
+        let verdict = tokio::task::spawn_blocking(move || check.finish())
+            .await
+            .map_err(|e| Failure::Internal(format!("output safety check: {e}")))?
+            .map_err(Failure::Internal)?
+            .into_result()?;
+        m::stage_seconds("safety_output", t.elapsed().as_secs_f64());
+        log(
+            shared,
+            &job.id,
+            "INFO",
+            &format!(
+                "safety check: {} output frames passed",
+                verdict.checked.len()
+            ),
+        )
+        .await;
+    }
 
     let t = Instant::now();
     let file = publish(shared, job, &input, &generated).await?;

@@ -13,6 +13,7 @@ mod outbox;
 mod pool;
 pub mod progress;
 pub mod prompt_expansion;
+pub mod safety;
 pub mod settings;
 mod shared;
 #[cfg(feature = "test-util")]

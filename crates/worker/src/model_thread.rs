@@ -6,6 +6,7 @@
 //! generator is then recovered (rebuilt), or the engine is reported lost and no more jobs
 //! are claimed.
 
+use crate::safety::OutputCheck;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -35,6 +36,8 @@ pub(crate) struct Generated {
     pub generate_seconds: f64,
     /// Seconds spent finishing the encoder after the last frame.
     pub encode_finish_seconds: f64,
+    /// The output safety check, still finishing its last frame (`None`: not asked for).
+    pub output_check: Option<OutputCheck>,
 }
 
 /// Why a generation did not produce a video.
@@ -75,6 +78,8 @@ pub(crate) struct Task {
     pub reply: oneshot::Sender<Result<Generated, GenerateError>>,
     /// Released when the engine is done with the job (after a rebuild, if it panicked).
     pub permit: EnginePermit,
+    /// Sees every output frame when the safety checker runs on the output.
+    pub output_check: Option<OutputCheck>,
     /// The job's span (`request_id`, `worker`, `attempt`), entered on the model thread for
     /// the whole task so the pipeline's and encoder's log lines carry the request id.
     pub span: tracing::Span,
@@ -106,6 +111,7 @@ impl ModelThread {
                     reply,
                     permit,
                     span,
+                    output_check,
                 } = task;
                 let _job = span.enter();
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -116,6 +122,7 @@ impl ModelThread {
                         &encoder,
                         &cancel,
                         events,
+                        output_check,
                     )
                 }));
                 let panic = match outcome {
@@ -214,6 +221,7 @@ struct EncodingSink<'a> {
     options: VideoOptions,
     encoder: Option<VideoEncoder>,
     events: mpsc::UnboundedSender<Event>,
+    output_check: Option<OutputCheck>,
 }
 
 impl GenerationSink for EncodingSink<'_> {
@@ -235,6 +243,9 @@ impl GenerationSink for EncodingSink<'_> {
         let Some(enc) = self.encoder.as_mut() else {
             return Err(GenerationError::Sink("encoder missing".into()));
         };
+        if let Some(check) = self.output_check.as_mut() {
+            check.offer(&frame);
+        }
         enc.push_frame(&frame.data)
             .map_err(|e| GenerationError::Sink(e.to_string()))
     }
@@ -247,12 +258,14 @@ fn run(
     config: &EncoderConfig,
     cancel: &CancelToken,
     events: mpsc::UnboundedSender<Event>,
+    output_check: Option<OutputCheck>,
 ) -> Result<Generated, GenerateError> {
     let mut sink = EncodingSink {
         config,
         options,
         encoder: None,
         events,
+        output_check,
     };
     let started = Instant::now();
     let summary = generator
@@ -294,5 +307,6 @@ fn run(
         video,
         generate_seconds,
         encode_finish_seconds,
+        output_check: sink.output_check.take(),
     })
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::config::{WorkerConfig, PRIVATE_RANGES};
 use crate::prompt_expansion::{ExpansionConfig, OnFailure};
+use crate::safety::{SafetyLayer, SafetySettings, SafetyState};
 
 /// Default job store.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/longcat.db";
@@ -106,6 +107,10 @@ pub struct WorkerLayer {
     #[command(flatten)]
     #[serde(flatten)]
     pub prompt_expansion: PromptExpansionLayer,
+    /// The safety checker (`enable_safety_checker`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub safety: SafetyLayer,
 }
 
 /// The prompt-expansion settings, one layer (flattened into [`WorkerLayer`]; `longcat
@@ -183,6 +188,8 @@ pub struct WorkerSettings {
     /// Prompt expansion endpoint (`None`: not configured). The key is filled from
     /// [`PROMPT_EXPANSION_KEY_ENV`] by [`WorkerSettings::with_env_secrets`].
     pub prompt_expansion: Option<ExpansionConfig>,
+    /// The safety checker; loaded (file I/O) by [`WorkerSettings::load_safety`].
+    pub safety: SafetySettings,
 }
 
 /// A setting with a value it cannot take.
@@ -266,7 +273,15 @@ impl WorkerSettings {
                 .unwrap_or_else(|| DEFAULT_FFMPEG.into()),
             work_dir: layered(flags, file, |l| l.work_dir.clone()),
             prompt_expansion,
+            safety: SafetyLayer::resolve(&flags.safety, &file.safety)?,
         })
+    }
+
+    /// Loads the safety checker's model when the checker is on (logged; a missing model is
+    /// an error in the log and makes the workers refuse requests asking for the check).
+    /// Load once and share the result between pools.
+    pub fn load_safety(&self) -> SafetyState {
+        SafetyState::load(&self.safety)
     }
 
     /// These settings with secrets that only come from the environment filled in (the
