@@ -113,7 +113,12 @@ mod tests {
             server.allow_private_image_urls,
             worker.allow_private_image_urls
         );
-        assert_eq!(worker, longcat_worker::WorkerSettings::default());
+        let mut defaults = longcat_worker::WorkerSettings::default();
+        if let Some(model) = std::env::var_os("LONGCAT_SAFETY_MODEL") {
+            // scripts/test.sh exports the model's absolute path for the system tests.
+            defaults.safety.model = model.into();
+        }
+        assert_eq!(worker, defaults);
     }
 
     /// Both commands take the same boolean forms, including turning a switch off.
