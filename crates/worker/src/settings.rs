@@ -321,7 +321,48 @@ impl PromptExpansionLayer {
         flags: &PromptExpansionLayer,
         file: &PromptExpansionLayer,
     ) -> Result<Option<ExpansionConfig>, SettingsError> {
-        resolve_expansion(flags, file)
+        let pick = |f: fn(&PromptExpansionLayer) -> Option<String>| f(flags).or_else(|| f(file));
+        let Some(url) = pick(|l| l.prompt_expansion_url.clone()) else {
+            return Ok(None);
+        };
+        let endpoint = ExpansionConfig::endpoint_for(&url).map_err(|message| SettingsError {
+            setting: "--prompt-expansion-url",
+            message,
+        })?;
+        let model = pick(|l| l.prompt_expansion_model.clone())
+            .filter(|m| !m.trim().is_empty())
+            .ok_or_else(|| SettingsError {
+                setting: "--prompt-expansion-model",
+                message: "required with --prompt-expansion-url".into(),
+            })?;
+        let timeout = match flags
+            .prompt_expansion_timeout_secs
+            .or(file.prompt_expansion_timeout_secs)
+            .unwrap_or(DEFAULT_PROMPT_EXPANSION_TIMEOUT_SECS)
+        {
+            s if s.is_finite() && s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
+            s => {
+                return Err(SettingsError {
+                    setting: "--prompt-expansion-timeout-secs",
+                    message: format!("must be in (0, 3600], got {s}"),
+                })
+            }
+        };
+        let on_failure = match pick(|l| l.prompt_expansion_on_failure.clone()) {
+            None => OnFailure::default(),
+            Some(s) => s.parse().map_err(|message| SettingsError {
+                setting: "--prompt-expansion-on-failure",
+                message,
+            })?,
+        };
+        Ok(Some(ExpansionConfig {
+            endpoint,
+            model,
+            api_key: None,
+            timeout,
+            attempts: PROMPT_EXPANSION_ATTEMPTS,
+            on_failure,
+        }))
     }
 
     /// The API key from [`PROMPT_EXPANSION_KEY_ENV`] (unset or empty: none).
@@ -330,54 +371,6 @@ impl PromptExpansionLayer {
             .ok()
             .filter(|k| !k.is_empty())
     }
-}
-
-fn resolve_expansion(
-    flags: &PromptExpansionLayer,
-    file: &PromptExpansionLayer,
-) -> Result<Option<ExpansionConfig>, SettingsError> {
-    let pick = |f: fn(&PromptExpansionLayer) -> Option<String>| f(flags).or_else(|| f(file));
-    let Some(url) = pick(|l| l.prompt_expansion_url.clone()) else {
-        return Ok(None);
-    };
-    let endpoint = ExpansionConfig::endpoint_for(&url).map_err(|message| SettingsError {
-        setting: "--prompt-expansion-url",
-        message,
-    })?;
-    let model = pick(|l| l.prompt_expansion_model.clone())
-        .filter(|m| !m.trim().is_empty())
-        .ok_or_else(|| SettingsError {
-            setting: "--prompt-expansion-model",
-            message: "required with --prompt-expansion-url".into(),
-        })?;
-    let timeout = match flags
-        .prompt_expansion_timeout_secs
-        .or(file.prompt_expansion_timeout_secs)
-        .unwrap_or(DEFAULT_PROMPT_EXPANSION_TIMEOUT_SECS)
-    {
-        s if s.is_finite() && s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
-        s => {
-            return Err(SettingsError {
-                setting: "--prompt-expansion-timeout-secs",
-                message: format!("must be in (0, 3600], got {s}"),
-            })
-        }
-    };
-    let on_failure = match pick(|l| l.prompt_expansion_on_failure.clone()) {
-        None => OnFailure::default(),
-        Some(s) => s.parse().map_err(|message| SettingsError {
-            setting: "--prompt-expansion-on-failure",
-            message,
-        })?,
-    };
-    Ok(Some(ExpansionConfig {
-        endpoint,
-        model,
-        api_key: None,
-        timeout,
-        attempts: PROMPT_EXPANSION_ATTEMPTS,
-        on_failure,
-    }))
 }
 
 /// The address policy that lets [`PRIVATE_RANGES`] through.
