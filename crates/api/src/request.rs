@@ -1,6 +1,6 @@
 //! From the wire input to the pipeline's [`GenerationRequest`].
 
-use longcat_core::{GenerationRequest, RgbImage};
+use longcat_core::{App, AspectRatio, GenerationRequest, RgbImage};
 
 use crate::input::I2vInput;
 
@@ -22,7 +22,9 @@ impl I2vInput {
     /// resolved to a random one; read it back from `GenerationRequest::seed` for the output.
     pub fn to_generation_request(&self, image: RgbImage) -> GenerationRequest {
         GenerationRequest {
-            image,
+            app: App::DEFAULT,
+            image: Some(image),
+            aspect_ratio: AspectRatio::default(),
             prompt: self.prompt.clone(),
             negative_prompt: self.negative_prompt.clone(),
             num_frames: self.num_frames,
@@ -68,7 +70,8 @@ mod tests {
         assert_eq!(r.guidance_scale, 2.5);
         assert_eq!(r.seed, 77);
         assert_eq!(r.acceleration, Acceleration::None);
-        assert_eq!(r.image.width, 2);
+        assert_eq!(r.image.map(|i| i.width), Some(2));
+        assert_eq!(r.app, App::DEFAULT);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::app::{App, AspectRatio};
 use crate::error::GenerationError;
 use crate::frame::{RgbImage, VideoFrame};
 use crate::wire::wire_enum;
@@ -25,8 +26,13 @@ wire_enum! {
 /// One generation job, in the endpoint's terms (see the README for the mapping).
 #[derive(Debug, Clone)]
 pub struct GenerationRequest {
-    /// The condition image, already fetched and decoded.
-    pub image: RgbImage,
+    /// The app asked for: decides the stage plan (refinement or not, distilled or not).
+    pub app: App,
+    /// The condition image, already fetched and decoded: `Some` for the image-to-video
+    /// apps, `None` for text-to-video.
+    pub image: Option<RgbImage>,
+    /// The frame shape of text-to-video (image-to-video takes the image's shape).
+    pub aspect_ratio: AspectRatio,
     /// Text prompt.
     pub prompt: String,
     /// Negative prompt (used with CFG).

@@ -2,6 +2,7 @@
 //! side (`pipeline`): what a generator is asked, what it reports and returns, and the limits
 //! of its input. Nothing here depends on candle, so the web side builds without it.
 
+pub mod app;
 pub mod error;
 pub mod frame;
 pub mod generator;
@@ -10,6 +11,7 @@ pub mod settings;
 pub mod video;
 pub mod wire;
 
+pub use app::{App, AspectRatio, Resolution, Task};
 pub use error::{GenerationError, JobErrorKind};
 pub use frame::{RgbImage, VideoFrame};
 pub use generator::{

@@ -3,8 +3,9 @@
 //! contract's [`GenerationError`] at the [`VideoGenerator`] boundary.
 
 pub use longcat_core::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
-    GenerationSummary, ModelInfo, Progress, RgbImage, Stage, VideoFrame, VideoGenerator,
+    Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, GenerationSummary, ModelInfo, Progress, Resolution, RgbImage, Stage, Task,
+    VideoFrame, VideoGenerator,
 };
 
 /// Errors of a generation inside the pipeline.

@@ -229,8 +229,12 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         if req.num_inference_steps == 0 || req.num_refine_inference_steps == 0 {
             return bad("step counts must be positive".into());
         }
-        if req.image.width == 0 || req.image.height == 0 {
-            return bad("empty condition image".into());
+        match &req.image {
+            Some(image) if image.width == 0 || image.height == 0 => {
+                return bad("empty condition image".into())
+            }
+            Some(_) => {}
+            None => return bad(format!("{}: text-to-video is not served yet", req.app)),
         }
         Ok(())
     }
@@ -297,14 +301,17 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         cancel.check()?;
 
         rep.report(Stage::EncodeImage, 0, 0, 1);
-        let (h1, w1) = pick_bucket(&cfg.stage1_buckets, req.image.height, req.image.width)?;
+        let Some(image) = req.image.as_ref() else {
+            return Err(PipelineError::InvalidRequest("no condition image".into()));
+        };
+        let (h1, w1) = pick_bucket(&cfg.stage1_buckets, image.height, image.width)?;
         let image1 = to_model_input(
-            &resize_lanczos_cancellable(&req.image, w1, h1, cancel)?,
+            &resize_lanczos_cancellable(image, w1, h1, cancel)?,
             &self.device,
         )?;
         let (h2, w2) = pick_bucket(&cfg.refine_buckets, h1, w1)?;
         let image2 = to_model_input(
-            &resize_lanczos_cancellable(&req.image, w2, h2, cancel)?,
+            &resize_lanczos_cancellable(image, w2, h2, cancel)?,
             &self.device,
         )?;
         cancel.check()?;

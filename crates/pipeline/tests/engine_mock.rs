@@ -8,8 +8,8 @@ use longcat_pipeline::components::{
 };
 use longcat_pipeline::engine::{Engine, EngineConfig};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, PipelineError,
-    Progress, RgbImage, Stage, VideoFrame,
+    Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, PipelineError, Progress, RgbImage, Stage, VideoFrame,
 };
 
 struct Text;
@@ -121,11 +121,13 @@ fn request(num_frames: u32, seed: u64) -> GenerationRequest {
     let (w, h) = (70u32, 40u32);
     let data = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
     GenerationRequest {
-        image: RgbImage {
+        app: App::DEFAULT,
+        image: Some(RgbImage {
             width: w,
             height: h,
             data,
-        },
+        }),
+        aspect_ratio: AspectRatio::default(),
         prompt: "a cat".into(),
         negative_prompt: "blurry".into(),
         num_frames,

@@ -15,8 +15,8 @@ use longcat_pipeline::components::LoraKind;
 use longcat_pipeline::engine::{Engine, EngineConfig, Stage1Mode};
 use longcat_pipeline::models::{DitDenoiser, Umt5PromptEncoder, WanVaeCodec};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
-    RgbImage, Stage, VideoFrame,
+    Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, Progress, RgbImage, Stage, VideoFrame,
 };
 
 /// A umT5-like `tokenizer.json`: `<pad>`=0, `</s>`=1, `<unk>`=2, then `pieces`.
@@ -145,11 +145,13 @@ fn request(num_frames: u32, seed: u64, acceleration: Acceleration) -> Generation
     let (w, h) = (40u32, 30u32);
     let data = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
     GenerationRequest {
-        image: RgbImage {
+        app: App::DEFAULT,
+        image: Some(RgbImage {
             width: w,
             height: h,
             data,
-        },
+        }),
+        aspect_ratio: AspectRatio::default(),
         prompt: "a red cat".into(),
         negative_prompt: "blurry".into(),
         num_frames,

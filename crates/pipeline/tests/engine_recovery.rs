@@ -13,8 +13,8 @@ use longcat_pipeline::engine::PanicHook;
 use longcat_pipeline::generator::generator_from;
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::{
-    tiny, Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
-    PipelineError, Progress, RgbImage, VideoFrame, VideoGenerator,
+    tiny, Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, PipelineError, Progress, RgbImage, VideoFrame, VideoGenerator,
 };
 
 #[derive(Default)]
@@ -37,11 +37,13 @@ fn request() -> GenerationRequest {
     let (w, h) = (64u32, 36u32);
     let data = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
     GenerationRequest {
-        image: RgbImage {
+        app: App::DEFAULT,
+        image: Some(RgbImage {
             width: w,
             height: h,
             data,
-        },
+        }),
+        aspect_ratio: AspectRatio::default(),
         prompt: "a cat".into(),
         negative_prompt: String::new(),
         num_frames: 17,

@@ -8,8 +8,8 @@ use candle_core::{DType, Device};
 use longcat_pipeline::generator::into_engine;
 use longcat_pipeline::text_encoder::{Residency, TextEncoderPolicy};
 use longcat_pipeline::{
-    tiny, Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
-    RgbImage, VideoFrame,
+    tiny, Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, Progress, RgbImage, VideoFrame,
 };
 
 #[derive(Default)]
@@ -28,11 +28,13 @@ fn request() -> GenerationRequest {
     let (w, h) = (64u32, 36u32);
     let data = (0..w * h * 3).map(|i| (i * 7 % 251) as u8).collect();
     GenerationRequest {
-        image: RgbImage {
+        app: App::DEFAULT,
+        image: Some(RgbImage {
             width: w,
             height: h,
             data,
-        },
+        }),
+        aspect_ratio: AspectRatio::default(),
         prompt: "A red car drives along a coast road.".into(),
         negative_prompt: "blurry".into(),
         num_frames: 17,

@@ -6,8 +6,8 @@ use std::hash::{Hash, Hasher};
 
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink, Progress,
-    RgbImage, Stage, VideoFrame,
+    Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, Progress, RgbImage, Stage, VideoFrame,
 };
 
 /// Hashes every frame instead of keeping it.
@@ -64,7 +64,9 @@ fn image() -> RgbImage {
 
 fn request(seed: u64, num_frames: u32) -> GenerationRequest {
     GenerationRequest {
-        image: image(),
+        app: App::DEFAULT,
+        image: Some(image()),
+        aspect_ratio: AspectRatio::default(),
         prompt: "A red car drives along a coast road at sunset.".into(),
         negative_prompt: "blurry, static".into(),
         num_frames,
@@ -220,11 +222,11 @@ fn cancel_during_preprocessing_stops_before_denoising() {
         let cancel = sink.cancel.clone();
         let mut req = request(3, 17);
         // An extreme but allowed condition (1:8) makes the resize the long part.
-        req.image = RgbImage {
+        req.image = Some(RgbImage {
             width: 256,
             height: 2048,
             data: vec![90; 256 * 2048 * 3],
-        };
+        });
         let err = generator.generate(&req, &mut sink, &cancel).unwrap_err();
         assert!(
             matches!(err, GenerationError::Cancelled),
