@@ -13,14 +13,28 @@ fn write_png(path: &Path) {
 }
 
 fn generate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_longcat"))
-        .arg("generate")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longcat"));
+    safety_env(&mut cmd);
+    cmd.arg("generate")
         .args(args)
         .env_remove("LONGCAT_WEIGHTS")
         .env("RUST_LOG", "warn")
         .current_dir(dir)
         .output()
         .unwrap()
+}
+
+/// The safety checker (on by default) runs with the workspace's model where it is fetched;
+/// without it these tests, which are not about the checker, turn it off
+/// (`tests/generate_safety.rs` covers the checker and skips or fails by the safety tests'
+/// rule).
+fn safety_env(cmd: &mut Command) {
+    let model = longcat_safety::test_assets::model_path();
+    if model.is_file() {
+        cmd.env("LONGCAT_SAFETY_MODEL", model);
+    } else {
+        cmd.env("LONGCAT_SAFETY_CHECKER", "off");
+    }
 }
 
 fn run_ok(dir: &Path, image: &Path, seed: &str, out: &str) -> (PathBuf, serde_json::Value) {
@@ -144,7 +158,9 @@ fn ctrl_c_stops_a_running_generation() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("in.png");
     write_png(&image);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_longcat"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_longcat"));
+    safety_env(&mut cmd);
+    let mut child = cmd
         .args([
             "generate",
             "--image",

@@ -8,49 +8,14 @@
 //! Needs the model and the test venv's scikit-image; without them each test prints SKIPPED,
 //! unless `LONGCAT_REQUIRE_SAFETY_TESTS=1` (set by `scripts/test.sh`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use longcat_safety::test_assets::{assets, TestAssets};
 use serde_json::{json, Value};
 
 const EP: &str = "fal-ai/longcat-video/image-to-video/720p";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The model and scikit-image's data directory, or `None` after printing why.
-fn assets() -> Option<(PathBuf, PathBuf)> {
-    let model = std::env::var_os("LONGCAT_SAFETY_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("data/models/nudenet-320n.onnx"));
-    let python = std::env::var_os("LONGCAT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/clients/.venv/bin/python"));
-    let why = if !model.is_file() {
-        format!("no safety model at {}", model.display())
-    } else {
-        match Command::new(&python)
-            .args([
-                "-c",
-                "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data'))",
-            ])
-            .output()
-        {
-            Ok(o) if o.status.success() => {
-                let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-                return Some((model, dir));
-            }
-            _ => format!("no scikit-image in {}", python.display()),
-        }
-    };
-    if std::env::var("LONGCAT_REQUIRE_SAFETY_TESTS").as_deref() == Ok("1") {
-        panic!("safety API test cannot run: {why}");
-    }
-    eprintln!("\n*** SKIPPED safety API test: {why} ***\n");
-    None
-}
 
 struct Server {
     child: Child,
@@ -161,7 +126,12 @@ fn assert_violation(body: &Value, image_url: &str) {
 
 #[test]
 fn flagged_input_is_a_422_on_sync_run_and_queue_and_the_switch_off_runs() {
-    let Some((model, data)) = assets() else {
+    let Some(TestAssets {
+        model,
+        images: data,
+        ..
+    }) = assets("safety API test")
+    else {
         return;
     };
     let server = start(&model);
@@ -226,7 +196,9 @@ fn flagged_input_is_a_422_on_sync_run_and_queue_and_the_switch_off_runs() {
 
 #[test]
 fn missing_model_refuses_requests_that_ask_for_the_check() {
-    let Some((_, data)) = assets() else { return };
+    let Some(TestAssets { images: data, .. }) = assets("safety API test") else {
+        return;
+    };
     let server = start(Path::new("/nonexistent/nudenet-320n.onnx"));
     let coffee = data_uri(&data.join("coffee.png"));
     let (status, body) = curl(&server, "POST", &format!("/{EP}"), Some(&small(&coffee)));

@@ -7,6 +7,8 @@ mod detector;
 mod labels;
 mod policy;
 mod preprocess;
+#[cfg(feature = "test-util")]
+pub mod test_assets;
 
 pub use detector::{
     decode, Detection, NudeDetector, SafetyError, ANCHORS, CANDIDATE_SCORE, NMS_IOU, NMS_SCORE,

@@ -7,15 +7,11 @@
 //! `LONGCAT_TEST_PYTHON`). Without them the test prints SKIPPED and passes, unless
 //! `LONGCAT_REQUIRE_SAFETY_TESTS=1` (set by `scripts/test.sh`) makes that a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use longcat_core::RgbImage;
+use longcat_safety::test_assets::{self, load_png, TestAssets};
 use longcat_safety::{letterbox, Label, NudeDetector, ANCHORS, INPUT_SIZE, OUTPUT_ROWS};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -25,51 +21,10 @@ fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
-fn load_png(path: &Path) -> RgbImage {
-    let img = image::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8();
-    RgbImage {
-        width: img.width(),
-        height: img.height(),
-        data: img.into_raw(),
-    }
-}
-
-/// The model and the reference Python, or why the test cannot run.
-fn prerequisites() -> Result<(PathBuf, PathBuf), String> {
-    let model = std::env::var_os("LONGCAT_SAFETY_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(longcat_safety::DEFAULT_MODEL_PATH));
-    let python = std::env::var_os("LONGCAT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/clients/.venv/bin/python"));
-    if !model.is_file() {
-        return Err(format!(
-            "no safety model at {} (scripts/fetch-safety-model.sh)",
-            model.display()
-        ));
-    }
-    if !python.is_file() {
-        return Err(format!(
-            "no test venv python at {} (scripts/install-test-venv.sh)",
-            python.display()
-        ));
-    }
-    Ok((model, python))
-}
-
 #[test]
 fn detections_match_the_nudenet_package() {
-    let (model, python) = match prerequisites() {
-        Ok(p) => p,
-        Err(why) => {
-            if std::env::var("LONGCAT_REQUIRE_SAFETY_TESTS").as_deref() == Ok("1") {
-                panic!("safety parity test cannot run: {why}");
-            }
-            eprintln!("\n*** SKIPPED safety parity test: {why} ***\n");
-            return;
-        }
+    let Some(TestAssets { model, python, .. }) = test_assets::assets("safety parity test") else {
+        return;
     };
     let out = std::env::temp_dir().join(format!("longcat-safety-parity-{}", std::process::id()));
     std::fs::create_dir_all(&out).unwrap();

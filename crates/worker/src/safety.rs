@@ -186,20 +186,26 @@ pub(crate) async fn check_input(
         .map_err(|e| Failure::Internal(format!("safety check of the input image: {e}")))?;
     if verdict.flagged() {
         return Err(Failure::ContentPolicy {
-            detail: content_policy_detail(
-                &["body", "image_url"],
-                Value::String(echoed_url(image_url)),
-                &verdict.categories,
-            ),
+            detail: input_violation(image_url, &verdict.categories),
             categories: verdict.categories.clone(),
         });
     }
     Ok(verdict)
 }
 
+/// fal's 422 `detail` for a flagged input image: one `content_policy_violation` at
+/// `["body", "image_url"]` echoing the URL (long data URIs cut).
+pub fn input_violation(image_url: &str, categories: &[String]) -> Value {
+    content_policy_detail(
+        &["body", "image_url"],
+        Value::String(echoed_url(image_url)),
+        categories,
+    )
+}
+
 /// The outcome of an output check: the frames checked and those flagged.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct OutputVerdict {
+pub struct OutputVerdict {
     /// Indices of the checked frames.
     pub checked: Vec<u32>,
     /// Flagged frames and what flagged them.
@@ -209,9 +215,18 @@ pub(crate) struct OutputVerdict {
 impl OutputVerdict {
     /// `Ok` when nothing flagged, else the job's failure (violation at `["body", "output"]`,
     /// `input` `{"frames": [flagged indices]}`).
-    pub fn into_result(self) -> Result<Self, Failure> {
+    pub(crate) fn into_result(self) -> Result<Self, Failure> {
+        match self.violation() {
+            None => Ok(self),
+            Some((detail, categories)) => Err(Failure::ContentPolicy { detail, categories }),
+        }
+    }
+
+    /// `None` when nothing flagged, else fal's 422 `detail` (a `content_policy_violation` at
+    /// `["body", "output"]`, `input` `{"frames": [flagged indices]}`) and the categories.
+    pub fn violation(&self) -> Option<(Value, Vec<String>)> {
         if self.flagged.is_empty() {
-            return Ok(self);
+            return None;
         }
         let mut categories: Vec<String> = self
             .flagged
@@ -221,20 +236,18 @@ impl OutputVerdict {
         categories.sort();
         categories.dedup();
         let frames: Vec<u32> = self.flagged.iter().map(|(i, _)| *i).collect();
-        Err(Failure::ContentPolicy {
-            detail: content_policy_detail(
-                &["body", "output"],
-                json!({ "frames": frames }),
-                &categories,
-            ),
-            categories,
-        })
+        let detail = content_policy_detail(
+            &["body", "output"],
+            json!({ "frames": frames }),
+            &categories,
+        );
+        Some((detail, categories))
     }
 }
 
 /// Checks sampled output frames on its own thread while they are generated: every
 /// `floor(fps)`-th frame as it arrives, and the last frame at [`OutputCheck::finish`].
-pub(crate) struct OutputCheck {
+pub struct OutputCheck {
     tx: Option<mpsc::Sender<VideoFrame>>,
     thread: Option<JoinHandle<Result<OutputVerdict, String>>>,
     step: u32,

@@ -10,7 +10,6 @@
 //! `LONGCAT_REQUIRE_SAFETY_TESTS=1` (set by `scripts/test.sh`) makes that a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,7 @@ use longcat_core::{
     CancelToken, GenerationError, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo,
     RgbImage, VideoFrame, VideoGenerator,
 };
+use longcat_safety::test_assets::{assets, load_png, TestAssets};
 use longcat_safety::{Label, Policy};
 use longcat_storage::Storage;
 use longcat_store::{Job, JobStatus, JobStore, NewJob};
@@ -59,51 +59,6 @@ impl VideoGenerator for Picture {
             height: self.picture.height,
             seed: request.seed,
         })
-    }
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The model and scikit-image's data directory, or why the test cannot run.
-fn assets() -> Option<(PathBuf, PathBuf)> {
-    let model = std::env::var_os("LONGCAT_SAFETY_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(longcat_safety::DEFAULT_MODEL_PATH));
-    let python = std::env::var_os("LONGCAT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("tests/clients/.venv/bin/python"));
-    let why = if !model.is_file() {
-        format!("no safety model at {}", model.display())
-    } else {
-        let out = Command::new(&python)
-            .args([
-                "-c",
-                "import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), 'data'))",
-            ])
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let dir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
-                return Some((model, dir));
-            }
-            _ => format!("no scikit-image in {}", python.display()),
-        }
-    };
-    if std::env::var("LONGCAT_REQUIRE_SAFETY_TESTS").as_deref() == Ok("1") {
-        panic!("safety test cannot run: {why}");
-    }
-    eprintln!("\n*** SKIPPED safety worker test: {why} ***\n");
-    None
-}
-
-fn load_png(path: &Path) -> RgbImage {
-    let img = image::open(path).unwrap().to_rgb8();
-    RgbImage {
-        width: img.width(),
-        height: img.height(),
-        data: img.into_raw(),
     }
 }
 
@@ -232,7 +187,12 @@ fn stored_files(env: &Env) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flagged_input_fails_before_the_generator_runs() {
-    let Some((model, data)) = assets() else {
+    let Some(TestAssets {
+        model,
+        images: data,
+        ..
+    }) = assets("safety worker test")
+    else {
         return;
     };
     let coffee = load_png(&data.join("coffee.png"));
@@ -258,7 +218,12 @@ async fn flagged_input_fails_before_the_generator_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flagged_output_fails_and_the_video_is_not_stored() {
-    let Some((model, data)) = assets() else {
+    let Some(TestAssets {
+        model,
+        images: data,
+        ..
+    }) = assets("safety worker test")
+    else {
         return;
     };
     let astronaut = load_png(&data.join("astronaut.png"));
@@ -280,7 +245,12 @@ async fn flagged_output_fails_and_the_video_is_not_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_off_skips_both_checks_and_benign_content_passes() {
-    let Some((model, data)) = assets() else {
+    let Some(TestAssets {
+        model,
+        images: data,
+        ..
+    }) = assets("safety worker test")
+    else {
         return;
     };
     let astronaut = load_png(&data.join("astronaut.png"));
@@ -304,7 +274,9 @@ async fn switch_off_skips_both_checks_and_benign_content_passes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checker_on_without_its_model_refuses_requests_that_ask_for_it() {
-    let Some((_, data)) = assets() else { return };
+    let Some(TestAssets { images: data, .. }) = assets("safety worker test") else {
+        return;
+    };
     let coffee = load_png(&data.join("coffee.png"));
     let missing = SafetyState::load(&SafetySettings {
         enabled: true,

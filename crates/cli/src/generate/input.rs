@@ -43,7 +43,8 @@ pub struct RequestFlags {
     /// `enable_prompt_expansion` (rewrites the prompt through `--prompt-expansion-url`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub enable_prompt_expansion: Option<bool>,
-    /// `enable_safety_checker` (accepted; no safety checker runs).
+    /// `enable_safety_checker` (default true: the input image and sampled output frames are
+    /// checked with `--safety-model`; `false` skips the check).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub enable_safety_checker: Option<bool>,
     /// `video_output_type`: "X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)".

@@ -3,6 +3,7 @@
 
 mod image;
 mod input;
+mod safety;
 mod sink;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::CancelToken;
 use longcat_worker::prompt_expansion::{expand_or_keep, Expanded};
+use longcat_worker::safety::{OutputCheck, SafetyLayer};
 use longcat_worker::PromptExpansionLayer;
 
 use input::{request_body, RequestFlags};
@@ -51,6 +53,9 @@ pub struct GenerateArgs {
     /// LONGCAT_PROMPT_EXPANSION_KEY).
     #[command(flatten)]
     prompt_expansion: PromptExpansionLayer,
+    /// The safety checker of `enable_safety_checker` (the server's flags).
+    #[command(flatten)]
+    safety: SafetyLayer,
 }
 
 /// Runs `longcat generate`.
@@ -59,6 +64,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let body = request_body(args.input_json.as_deref(), &args.flags)?;
     let mut parsed = input::parse(&body)?;
     let image = image::load(&parsed.image_url)?;
+    let checker = safety::checker(&args.safety, parsed.enable_safety_checker)?;
+    if let Some(checker) = &checker {
+        safety::check_input(checker, &image, &parsed.image_url)?;
+    }
     if parsed.enable_prompt_expansion {
         parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, &image)?;
     }
@@ -104,6 +113,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     );
 
     let mut sink = EncodingSink::new(EncoderConfig::default(), options);
+    if let Some(checker) = &checker {
+        let check = OutputCheck::start(checker.clone(), f64::from(options.fps))
+            .context("cannot start the safety check of the output")?;
+        sink.check_output(check);
+    }
     let cancel = CancelToken::new();
     cancel_on_ctrl_c(cancel.clone());
     let gen_started = Instant::now();
@@ -111,7 +125,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     sink.finish_progress();
     let summary = summary.context("generation failed")?;
     let gen_secs = gen_started.elapsed().as_secs_f64();
+    let output_check = sink.take_output_check();
     let mut video = sink.finish().context("encoding failed")?;
+    if let Some(check) = output_check {
+        let verdict = check
+            .finish()
+            .map_err(|e| anyhow::anyhow!("safety check of the output failed: {e}"))?;
+        // A flagged video is dropped here (its temporary file with it), never written.
+        safety::check_output(&verdict)?;
+        eprintln!(
+            "safety checker: {} output frames checked, none flagged",
+            verdict.checked.len()
+        );
+    }
     video
         .persist(&output)
         .with_context(|| format!("cannot write {}", output.display()))?;

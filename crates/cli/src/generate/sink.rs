@@ -5,14 +5,17 @@ use std::time::{Duration, Instant};
 
 use longcat_core::{GenerationError, GenerationSink, Progress, Stage, VideoFrame};
 use longcat_media::{EncodeError, EncodedVideo, EncoderConfig, VideoEncoder, VideoOptions};
+use longcat_worker::safety::OutputCheck;
 
 /// A [`GenerationSink`] that starts the encoder at the first frame (its size is only known
-/// then) and pushes every frame as it arrives.
+/// then) and pushes every frame as it arrives, showing sampled frames to the safety
+/// checker's output check when there is one.
 pub struct EncodingSink {
     config: EncoderConfig,
     options: VideoOptions,
     encoder: Option<VideoEncoder>,
     progress: ProgressLine,
+    output_check: Option<OutputCheck>,
 }
 
 impl EncodingSink {
@@ -23,7 +26,18 @@ impl EncodingSink {
             options,
             encoder: None,
             progress: ProgressLine::new(),
+            output_check: None,
         }
+    }
+
+    /// Shows every frame to `check` (which samples them) as it is encoded.
+    pub fn check_output(&mut self, check: OutputCheck) {
+        self.output_check = Some(check);
+    }
+
+    /// The output check, to be finished once the last frame is in.
+    pub fn take_output_check(&mut self) -> Option<OutputCheck> {
+        self.output_check.take()
     }
 
     /// Ends the progress line (call before printing anything else).
@@ -52,6 +66,9 @@ impl GenerationSink for EncodingSink {
 
     fn frame(&mut self, frame: VideoFrame) -> Result<(), GenerationError> {
         let sink_err = |e: EncodeError| GenerationError::Sink(e.to_string());
+        if let Some(check) = &mut self.output_check {
+            check.offer(&frame);
+        }
         if self.encoder.is_none() {
             let encoder = VideoEncoder::new(&self.config, &self.options, frame.width, frame.height)
                 .map_err(sink_err)?;
