@@ -1,6 +1,7 @@
 //! `longcat bench`: CPU benchmarks reported as ratios against a baseline measured in the same run.
 
 mod attn;
+mod lora;
 mod mem;
 mod shapes;
 mod vae;
@@ -83,6 +84,22 @@ pub enum BenchCommand {
         /// Cases to run (default: all).
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<shapes::ShapeCase>,
+    },
+    /// LoRA on one linear layer: unmerged (the official form) against fused (the weight
+    /// folded per call, one GEMM), with the layer without LoRA as the baseline.
+    Lora {
+        /// Tokens of the call.
+        #[arg(long, default_value_t = 8192)]
+        tokens: usize,
+        /// Layer width (square `[dim, dim]` weight).
+        #[arg(long, default_value_t = 1024)]
+        dim: usize,
+        /// LoRA rank.
+        #[arg(long, default_value_t = 128)]
+        rank: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
     },
     /// DiT forward time (random weights, CPU f32) for the tiny golden config and a mid config
     /// (hidden 1024, 4 layers, 8k tokens), against the machine's f32 matmul throughput
@@ -278,5 +295,11 @@ pub fn run(command: BenchCommand) -> Result<()> {
             shapes::bench_shapes(if only.is_empty() { &all } else { &only })
         }
         BenchCommand::Dit { reps, tiny_only } => bench_dit(reps, tiny_only),
+        BenchCommand::Lora {
+            tokens,
+            dim,
+            rank,
+            reps,
+        } => lora::bench_lora(tokens, dim, rank, reps),
     }
 }

@@ -7,6 +7,8 @@ use candle_nn::VarBuilder;
 use crate::error::Result;
 use crate::limits::check_kernel_elems;
 use crate::lora::LoraAdapter;
+#[cfg(doc)]
+use crate::lora::LoraMode;
 use crate::ops::matmul_last;
 
 /// Epsilon of every norm in the DiT.
@@ -25,6 +27,8 @@ pub struct DitLinear {
     adapters: Vec<LoraAdapter>,
     /// LoRA deltas are merged into `weight`.
     merged: bool,
+    /// The adapters are folded into the weight at each call (one GEMM, [`LoraMode::Fused`]).
+    fused: bool,
 }
 
 impl DitLinear {
@@ -49,6 +53,7 @@ impl DitLinear {
             bias,
             adapters: Vec::new(),
             merged: false,
+            fused: false,
         })
     }
 
@@ -83,13 +88,18 @@ impl DitLinear {
     pub fn forward_rows(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
         let dtype = self.weight.dtype();
         let x = x.to_dtype(dtype)?;
-        let w = self.weight.narrow(0, start, len)?;
-        let mut y = matmul_last(&x, &w)?;
+        let mut y = if self.fuses() {
+            matmul_last(&x, &self.fused_weight(Some((start, len)), dtype)?)?
+        } else {
+            matmul_last(&x, &self.weight.narrow(0, start, len)?)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.narrow(0, start, len)?)?;
         }
-        for a in &self.adapters {
-            y = (y + a.delta_rows(&x, start, len)?)?;
+        if !self.fuses() {
+            for a in &self.adapters {
+                y = (y + a.delta_rows(&x, start, len)?)?;
+            }
         }
         check_kernel_elems(&self.path, y.elem_count())?;
         Ok(y)
@@ -97,21 +107,52 @@ impl DitLinear {
 
     fn forward_as(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
         let x = x.to_dtype(dtype)?;
-        let w = self.weight.to_dtype(dtype)?;
+        let w = if self.fuses() {
+            self.fused_weight(None, dtype)?
+        } else {
+            self.weight.to_dtype(dtype)?
+        };
         let mut y = matmul_last(&x, &w)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(&b.to_dtype(dtype)?)?;
         }
-        for a in &self.adapters {
-            y = (y + a.delta(&x)?)?;
+        if !self.fuses() {
+            for a in &self.adapters {
+                y = (y + a.delta(&x)?)?;
+            }
         }
         check_kernel_elems(&self.path, y.elem_count())?;
         Ok(y)
     }
 
+    /// Whether calls fold the adapters into the weight ([`LoraMode::Fused`] with adapters).
+    fn fuses(&self) -> bool {
+        self.fused && !self.adapters.is_empty()
+    }
+
+    /// The weight (output rows `start..start + len` with `rows`) plus every adapter's delta,
+    /// summed in f32 and rounded once to `dtype`: a temporary for one call.
+    fn fused_weight(&self, rows: Option<(usize, usize)>, dtype: DType) -> Result<Tensor> {
+        let pick = |t: Tensor| match rows {
+            Some((start, len)) => t.narrow(0, start, len),
+            None => Ok(t),
+        };
+        let mut w = pick(self.weight.to_dtype(DType::F32)?)?;
+        for a in &self.adapters {
+            w = (w + pick(a.weight_delta()?)?)?;
+        }
+        Ok(w.to_dtype(dtype)?)
+    }
+
     /// Attaches an unmerged adapter.
     pub fn push_adapter(&mut self, adapter: LoraAdapter) {
         self.adapters.push(adapter);
+    }
+
+    /// Attaches an adapter folded into the weight at every call ([`LoraMode::Fused`]).
+    pub fn push_fused_adapter(&mut self, adapter: LoraAdapter) {
+        self.adapters.push(adapter);
+        self.fused = true;
     }
 
     /// Adds `adapter`'s weight delta into the weight, in f32, rounded once to the weight
@@ -134,6 +175,7 @@ impl DitLinear {
     /// On error the layer stays merged.
     pub fn clear_adapters(&mut self, source: &VarBuilder) -> Result<()> {
         self.adapters.clear();
+        self.fused = false;
         if self.merged {
             let shape = (self.out_dim(), self.in_dim());
             self.weight = source.pp(&self.path).get(shape, "weight")?;
@@ -277,6 +319,80 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+    use crate::lora::LoraLayer;
+
+    /// A `[out, in]` linear with bias and a two-block adapter (a fused projection's shape).
+    fn linear_with_adapter(dtype: DType, fused: bool) -> (DitLinear, LoraAdapter) {
+        let dev = Device::Cpu;
+        let (out, inp, rank) = (12, 16, 3);
+        let t = |shape: (usize, usize), s: f64| {
+            (Tensor::randn(0f32, 1.0, shape, &dev).unwrap() * s)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap()
+        };
+        let lin = DitLinear {
+            path: "blocks.0.attn.qkv".into(),
+            weight: t((out, inp), 0.3),
+            bias: Some(t((1, out), 0.1).squeeze(0).unwrap()),
+            adapters: Vec::new(),
+            merged: false,
+            fused,
+        };
+        let layer = LoraLayer {
+            down: t((2 * rank, inp), 0.2),
+            ups: vec![t((out / 2, rank), 0.2), t((out / 2, rank), 0.2)],
+            alpha_scale: 0.5,
+        };
+        (lin, LoraAdapter::new(layer, 0.8))
+    }
+
+    #[test]
+    fn fused_lora_matches_unmerged_whole_and_by_rows() {
+        for (dtype, tol) in [(DType::F32, 1e-5), (DType::BF16, 0.05)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 9, 16), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let (mut unmerged, a) = linear_with_adapter(dtype, false);
+            let mut fused = unmerged.clone();
+            let plain = unmerged.forward(&x).unwrap();
+            unmerged.push_adapter(a.clone());
+            fused.push_fused_adapter(a);
+            assert!(fused.fuses() && !unmerged.fuses());
+            let want = unmerged.forward(&x).unwrap();
+            let got = fused.forward(&x).unwrap();
+            let diff = |a: &Tensor, b: &Tensor| {
+                crate::test_util::max_abs_diff(
+                    &a.to_dtype(DType::F32).unwrap(),
+                    &b.to_dtype(DType::F32).unwrap(),
+                )
+            };
+            assert!(
+                diff(&plain, &want) > 0.05,
+                "{dtype:?}: the adapter changes nothing"
+            );
+            assert!(diff(&want, &got) < tol, "{dtype:?}: {}", diff(&want, &got));
+            // Rows crossing the two up blocks (4..10 of 12).
+            let want = unmerged.forward_rows(&x, 4, 6).unwrap();
+            let got = fused.forward_rows(&x, 4, 6).unwrap();
+            assert!(
+                diff(&want, &got) < tol,
+                "{dtype:?} rows: {}",
+                diff(&want, &got)
+            );
+            assert!(
+                diff(
+                    &fused.forward_f32(&x).unwrap(),
+                    &unmerged.forward_f32(&x).unwrap()
+                ) < 1e-5
+            );
+            // Clearing leaves the plain layer, in both forms.
+            let source = VarBuilder::zeros(dtype, &Device::Cpu);
+            fused.clear_adapters(&source).unwrap();
+            assert_eq!(diff(&fused.forward(&x).unwrap(), &plain), 0.0);
+        }
+    }
 
     #[test]
     fn frame_ranges_give_the_same_result_as_one_pass() {

@@ -109,6 +109,7 @@ impl LongCatDit {
                 match mode {
                     LoraMode::Unmerged => lin.push_adapter(a),
                     LoraMode::Merged => lin.merge_adapter(&a)?,
+                    LoraMode::Fused => lin.push_fused_adapter(a),
                 }
             }
         }

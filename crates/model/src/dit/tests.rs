@@ -149,10 +149,13 @@ fn lora_modes_agree_and_disable_restores() {
     let unmerged = dit.forward(&i.x, &i.t, text, 0).unwrap();
     dit.enable_loras(&loras, LoraMode::Merged).unwrap();
     let merged = dit.forward(&i.x, &i.t, text, 0).unwrap();
+    dit.enable_loras(&loras, LoraMode::Fused).unwrap();
+    let fused = dit.forward(&i.x, &i.t, text, 0).unwrap();
     dit.disable_loras().unwrap();
     let restored = dit.forward(&i.x, &i.t, text, 0).unwrap();
     assert!(max_abs_diff(&base, &unmerged) > 1e-3);
     assert!(max_abs_diff(&unmerged, &merged) < 1e-5);
+    assert!(max_abs_diff(&unmerged, &fused) < 1e-5);
     assert_eq!(max_abs_diff(&base, &restored), 0.0);
     assert!(dit
         .enable_loras(&[("missing".to_string(), 1.0)], LoraMode::Unmerged)
