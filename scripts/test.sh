@@ -6,7 +6,10 @@
 # scale-out on Postgres + S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's end is logged with the seconds since the start (CI keeps the suite < 30 min).
+phase() { echo "test.sh: [$SECONDS s] $*" >&2; }
 scripts/install-deps.sh
+phase "dependencies installed"
 
 GOLDENS="${LONGCAT_GOLDENS:-$(pwd)/../shared/goldens}"
 export LONGCAT_GOLDENS="$GOLDENS"
@@ -19,24 +22,27 @@ export LONGCAT_REQUIRE_SAFETY_TESTS=1
 # those started from another directory: the model by absolute path.
 export LONGCAT_SAFETY_MODEL="$(pwd)/data/models/nudenet-320n.onnx"
 
+phase "test venv ready"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+phase "fmt and clippy passed"
 # Rust tests. The job store's Postgres tests need a server: the suite runs under a throwaway
 # local one (scripts/with-postgres.sh installs and starts it). Where none can be started (exit
 # 75) it runs without, and those tests skip themselves. LONGCAT_TEST_POSTGRES=0 skips them;
 # a preset LONGCAT_TEST_POSTGRES_URL is used as is.
 if [ "${LONGCAT_TEST_POSTGRES:-1}" = "1" ] && [ -z "${LONGCAT_TEST_POSTGRES_URL:-}" ]; then
   rc=0
-  scripts/with-postgres.sh cargo test --workspace --no-fail-fast || rc=$?
+  scripts/with-postgres.sh scripts/rust-tests.sh || rc=$?
   if [ "$rc" -eq 75 ]; then
     echo "test.sh: no local Postgres could be started; Postgres store tests will be skipped" >&2
-    cargo test --workspace --no-fail-fast
+    scripts/rust-tests.sh
   elif [ "$rc" -ne 0 ]; then
     exit "$rc"
   fi
 else
-  cargo test --workspace --no-fail-fast
+  scripts/rust-tests.sh
 fi
+phase "Rust tests passed"
 # The storage scenarios and the two-server upload tests again on a real S3-compatible server
 # (scripts/with-s3.sh starts moto's server with a fresh bucket; the workspace run above covered
 # the local directory and skipped the S3 runs). LONGCAT_TEST_S3=0 skips this.
@@ -50,7 +56,9 @@ if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
     exit "$rc"
   fi
 fi
+phase "S3 storage tests passed"
 cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
+phase "goldens passed"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
 # Python and JS fal clients, the playground page in headless Chromium (skipped with a banner
@@ -58,6 +66,7 @@ cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
 # processes sharing the job database (webhook signatures checked against the server's JWKS),
 # and a job that panics inside the model followed by one that completes.
 scripts/client-tests.sh
+phase "client tests passed"
 # The same client tests with the server's uploads and outputs in an S3 bucket (both upload
 # protocols, results and files served from the bucket); skipped loudly where no S3 server can
 # be started.
@@ -68,6 +77,7 @@ if [ "$rc" -eq 75 ]; then
 elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
+phase "client tests on S3 passed"
 python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
 # The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
 # scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
@@ -85,3 +95,4 @@ if [ "$rc" -eq 75 ]; then
 elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
+phase "system tests passed: the whole suite"
