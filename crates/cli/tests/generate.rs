@@ -323,37 +323,30 @@ fn apps_follow_their_stage_plan() {
     let image = dir.path().join("in.png");
     write_png(&image);
     let common = ["--num-frames", "17", "--seed", "3"];
-    let cases: [(&[&str], &str, (u64, u64), &str); 2] = [
-        (
-            &[
-                "--app",
-                "fal-ai/longcat-video/text-to-video/480p",
-                "--aspect-ratio",
-                "9:16",
-                "--num-inference-steps",
-                "8",
-            ],
-            "17",
-            (32, 48),
-            "15/1",
-        ),
-        (
-            &[
-                "--app",
-                "distilled/image-to-video/720p",
-                "--image",
-                image.to_str().unwrap(),
-                "--num-inference-steps",
-                "4",
-                "--num-refine-inference-steps",
-                "8",
-            ],
-            "34",
-            (80, 48),
-            "30/1",
-        ),
+    let t2v: &[&str] = &[
+        "--app",
+        "fal-ai/longcat-video/text-to-video/480p",
+        "--aspect-ratio",
+        "9:16",
+        "--num-inference-steps",
+        "8",
     ];
-    for (i, (args, frames, (w, h), fps)) in cases.into_iter().enumerate() {
+    let distilled: &[&str] = &[
+        "--app",
+        "distilled/image-to-video/720p",
+        "--image",
+        image.to_str().unwrap(),
+        "--num-inference-steps",
+        "4",
+        "--num-refine-inference-steps",
+        "8",
+    ];
+    // (flags, frames, width, height, frame rate)
+    let cases = [
+        (t2v, "17", 32, 48, "15/1"),
+        (distilled, "34", 80, 48, "30/1"),
+    ];
+    for (i, (args, frames, w, h, fps)) in cases.into_iter().enumerate() {
         let out_name = format!("app{i}.mp4");
         let mut all: Vec<&str> = args.to_vec();
         all.extend(common);
