@@ -191,11 +191,18 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         if plan.stage1.steps == 0 || plan.refine.as_ref().is_some_and(|r| r.schedule_steps == 0) {
             return bad("step counts must be positive".into());
         }
-        if let Some(lora) = plan.stage1.denoiser_mode().lora {
-            if !self.dit.has_lora(lora) {
+        let needed = [
+            (plan.stage1.denoiser_mode().lora, "the distilled stage 1"),
+            (
+                plan.refine.as_ref().and_then(|r| r.denoiser_mode().lora),
+                "the refinement stage",
+            ),
+        ];
+        for (lora, stage) in needed {
+            if let Some(lora) = lora.filter(|&l| !self.dit.has_lora(l)) {
                 return Err(PipelineError::Unavailable(format!(
-                    "{}: the distilled stage 1 needs the `{}` LoRA, which this checkpoint \
-                     does not have (lora/{}.safetensors)",
+                    "{}: {stage} needs the `{}` LoRA, which this checkpoint does not have \
+                     (lora/{}.safetensors)",
                     req.app,
                     lora.name(),
                     lora.name()

@@ -505,7 +505,7 @@ fn distilled_steps_follow_the_request() {
 }
 
 #[test]
-fn distilled_apps_need_the_cfg_step_lora() {
+fn apps_need_their_loras() {
     for app in App::ALL {
         let mut e = engine();
         e.dit.loras = vec![LoraKind::Refinement];
@@ -515,6 +515,23 @@ fn distilled_apps_need_the_cfg_step_lora() {
             let err = r.unwrap_err();
             assert!(
                 matches!(&err, PipelineError::Unavailable(m) if m.contains("cfg_step_lora")),
+                "{app}: {err}"
+            );
+            assert!(e.dit.calls.borrow().is_empty(), "refused before any work");
+        } else {
+            r.unwrap();
+        }
+    }
+    // Without the refinement LoRA only the 480p apps run.
+    for app in App::ALL {
+        let mut e = engine();
+        e.dit.loras = vec![LoraKind::CfgStep];
+        let req = app_request(app, AspectRatio::Landscape, Acceleration::None);
+        let r = e.run(&req, &mut Collect::default(), &CancelToken::new());
+        if app.refines() {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(&err, PipelineError::Unavailable(m) if m.contains("refinement_lora")),
                 "{app}: {err}"
             );
             assert!(e.dit.calls.borrow().is_empty(), "refused before any work");
