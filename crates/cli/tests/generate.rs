@@ -329,3 +329,112 @@ fn prompt_expansion_rewrites_the_prompt_or_warns() {
     assert_eq!(result["prompt"], "a kite");
     assert!(stderr.contains("no endpoint is configured"), "{stderr}");
 }
+
+/// `--app`: text-to-video 480p makes stage 1's frames at 15 fps in the `--aspect-ratio`
+/// bucket (9:16 → 32×48 with the tiny model), without an image; distilled image-to-video
+/// 720p refines to 30 fps with its own step range.
+#[test]
+fn apps_follow_their_stage_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("in.png");
+    write_png(&image);
+    let common = ["--num-frames", "17", "--seed", "3"];
+    let t2v: &[&str] = &[
+        "--app",
+        "fal-ai/longcat-video/text-to-video/480p",
+        "--aspect-ratio",
+        "9:16",
+        "--num-inference-steps",
+        "8",
+    ];
+    let distilled: &[&str] = &[
+        "--app",
+        "distilled/image-to-video/720p",
+        "--image",
+        image.to_str().unwrap(),
+        "--num-inference-steps",
+        "4",
+        "--num-refine-inference-steps",
+        "8",
+    ];
+    // (flags, frames, width, height, frame rate)
+    let cases = [
+        (t2v, "17", 32, 48, "15/1"),
+        (distilled, "34", 80, 48, "30/1"),
+    ];
+    for (i, (args, frames, w, h, fps)) in cases.into_iter().enumerate() {
+        let out_name = format!("app{i}.mp4");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(common);
+        all.extend(["-o", &out_name]);
+        let out = generate(dir.path(), &all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}:\n{stderr}");
+        let stream = ffprobe(&dir.path().join(&out_name));
+        assert_eq!(stream["nb_read_frames"], frames, "{args:?}");
+        assert_eq!(stream["r_frame_rate"], fps, "{args:?}");
+        assert_eq!(
+            (stream["width"].as_u64(), stream["height"].as_u64()),
+            (Some(w), Some(h)),
+            "{args:?}"
+        );
+    }
+}
+
+/// What an app does not take is refused, naming the field, before any model is loaded.
+#[test]
+fn app_fields_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("in.png");
+    write_png(&image);
+    let img = image.to_str().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--app", "text-to-video/720p", "--image", img],
+            "image_url",
+        ),
+        (&["--app", "image-to-video/480p"], "image_url"),
+        (
+            &[
+                "--app",
+                "image-to-video/720p",
+                "--image",
+                img,
+                "--aspect-ratio",
+                "1:1",
+            ],
+            "aspect_ratio",
+        ),
+        (
+            &[
+                "--app",
+                "distilled/text-to-video/480p",
+                "--guidance-scale",
+                "3",
+            ],
+            "guidance_scale",
+        ),
+        (
+            &[
+                "--app",
+                "distilled/text-to-video/480p",
+                "--num-inference-steps",
+                "20",
+            ],
+            "num_inference_steps",
+        ),
+    ];
+    for (args, field) in cases {
+        let out = generate(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("model:"),
+            "refused before loading: {stderr}"
+        );
+    }
+    let out = generate(dir.path(), &["--app", "fal-ai/longcat-video/text-to-video"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown app"));
+}

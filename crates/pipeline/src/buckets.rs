@@ -130,6 +130,24 @@ pub fn pick(table: &[(f64, [u32; 2])], height: u32, width: u32) -> (u32, u32) {
     (best.1[0], best.1[1])
 }
 
+/// The `height × width` proportion of a text-to-video `aspect_ratio` (16:9 → 9 × 16).
+pub fn aspect_sides(aspect: crate::api::AspectRatio) -> (u32, u32) {
+    use crate::api::AspectRatio;
+    match aspect {
+        AspectRatio::Landscape => (9, 16),
+        AspectRatio::Portrait => (16, 9),
+        AspectRatio::Square => (1, 1),
+    }
+}
+
+/// The bucket of `table` a text-to-video `aspect_ratio` selects (the same nearest-key rule
+/// as for a condition image of that shape). In the stage-1 table: 16:9 → 480×832,
+/// 9:16 → 832×480, 1:1 → 608×640 (height × width).
+pub fn pick_aspect(table: &[(f64, [u32; 2])], aspect: crate::api::AspectRatio) -> (u32, u32) {
+    let (h, w) = aspect_sides(aspect);
+    pick(table, h, w)
+}
+
 /// A bucket table shrunk by `divisor`, each side rounded to a multiple of `multiple`
 /// (at least one multiple). Used by the built-in tiny model so it runs in seconds.
 pub fn shrink(table: BucketTable, divisor: u32, multiple: u32) -> Vec<(f64, [u32; 2])> {
@@ -173,6 +191,25 @@ mod tests {
                 (b720[0], b720[1]),
                 "{input:?}"
             );
+        }
+    }
+
+    /// The text-to-video buckets: 16:9 is the official demo's 480×832, its 720p
+    /// refinement bucket 704×1280.
+    #[test]
+    fn aspect_ratio_buckets() {
+        use crate::api::AspectRatio;
+        let t480 = table_for(Resolution::P480, 16).unwrap();
+        let t720 = table_for(Resolution::P720, 64).unwrap();
+        let cases = [
+            (AspectRatio::Landscape, (480, 832), (704, 1280)),
+            (AspectRatio::Portrait, (832, 480), (1280, 704)),
+            (AspectRatio::Square, (608, 640), (960, 960)),
+        ];
+        for (aspect, b480, b720) in cases {
+            let s1 = pick_aspect(t480, aspect);
+            assert_eq!(s1, b480, "{aspect}");
+            assert_eq!(pick(t720, s1.0, s1.1), b720, "{aspect}");
         }
     }
 

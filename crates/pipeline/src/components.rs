@@ -121,6 +121,8 @@ pub struct DenoiserMode {
 pub trait Denoiser {
     /// Per-layer keys/values of clean condition latents.
     type KvCache;
+    /// Whether a LoRA of `kind` is loaded (the engine asks before a request that needs it).
+    fn has_lora(&self, kind: LoraKind) -> bool;
     /// Selects the LoRA and attention mode for the next forwards.
     fn set_mode(&mut self, mode: DenoiserMode) -> Result<()>;
     /// Forward over `[B, 16, T, h, w]` latents whose first `num_cond_latents` frames are clean

@@ -1,6 +1,7 @@
-//! The whole product path for one request: stage 1 (image-to-video, then continuation
-//! segments for long videos), each segment refined to 720p/30 fps and its frames handed to
-//! the sink as soon as the segment is decoded.
+//! The whole product path for one request, as its app's stage plan says
+//! ([`StagePlan`]): stage 1 (image- or text-to-video, then continuation segments for long
+//! videos), and for the 720p apps each segment refined to 720p/30 fps; every segment's
+//! frames go to the sink as soon as it is decoded.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,21 +11,21 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 
 use crate::api::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
-    GenerationSummary, ModelInfo, PipelineError, Progress, RgbImage, Stage, VideoFrame,
-    VideoGenerator,
+    CancelToken, GenerationError, GenerationRequest, GenerationSink, GenerationSummary, ModelInfo,
+    PipelineError, Progress, RgbImage, Stage, VideoFrame, VideoGenerator,
 };
 use crate::buckets;
-use crate::components::{
-    Denoiser, DenoiserMode, LatentCodec, LoraKind, PromptEncoder, Result, TextConditioning,
-};
+use crate::components::{Denoiser, LatentCodec, PromptEncoder, Result, TextConditioning};
 use crate::hooks::{Hooks, NoTrace};
 use crate::image::{resize_lanczos_cancellable, to_model_input};
 use crate::noise::{NoiseSource, SeededNoise};
 use crate::output::{stream_frames, FrameWindow};
-use crate::plan::{Segment, SegmentPlan};
+use crate::plan::Segment;
 use crate::refine::{generate_refine, RefineArgs, RefineCondition};
-use crate::stage1::{generate_continuation, generate_i2v, ContinuationArgs, Stage1Args};
+use crate::stage1::{
+    generate_continuation, generate_i2v, generate_t2v, ContinuationArgs, Stage1Args,
+};
+use crate::stage_plan::StagePlan;
 
 /// How stage 1 samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,35 +157,6 @@ impl Reporter<'_> {
     }
 }
 
-fn pick_bucket(table: &[(f64, [u32; 2])], h: u32, w: u32) -> Result<(u32, u32)> {
-    if table.is_empty() {
-        return Err(PipelineError::InvalidRequest("empty bucket table".into()));
-    }
-    Ok(buckets::pick(table, h, w))
-}
-
-/// Denoising steps of a whole request (continuation segments may run the `enhance_hf`
-/// schedule, which has a different length), for the ETA.
-fn planned_steps(
-    cfg: &EngineConfig,
-    mode: Stage1Mode,
-    steps: usize,
-    segments: u32,
-    refine_steps: usize,
-) -> u64 {
-    let distill = mode == Stage1Mode::Distilled;
-    let first = crate::schedule::Schedule::stage1(steps, distill, cfg.shift).len();
-    let later = crate::schedule::Schedule::continuation(
-        steps,
-        distill,
-        cfg.shift,
-        cfg.enhance_hf && !distill,
-    )
-    .len();
-    let base = first as u64 + u64::from(segments.saturating_sub(1)) * later as u64;
-    base + u64::from(segments) * refine_steps as u64
-}
-
 /// 8-bit frames → `[1, 3, F, H, W]` in `[-1, 1]`.
 fn frames_to_tensor<'a>(
     frames: impl Iterator<Item = &'a RgbImage>,
@@ -208,35 +180,43 @@ fn frame_image(f: VideoFrame) -> RgbImage {
 }
 
 impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
-    /// Stage-1 mode and step count for a request.
-    fn stage1_mode(&self, req: &GenerationRequest) -> (Stage1Mode, usize) {
-        let mode = match req.acceleration {
-            Acceleration::None => Stage1Mode::Full,
-            Acceleration::Regular => self.config.regular_mode,
-        };
-        match mode {
-            Stage1Mode::Full => (mode, req.num_inference_steps as usize),
-            Stage1Mode::Distilled => (mode, self.config.distill_steps),
-        }
-    }
-
-    fn validate(req: &GenerationRequest) -> Result<()> {
+    /// Checks what the stage plan cannot: the frame range, positive step counts, and that
+    /// the networks have what the plan needs (the cfg_step LoRA of the distilled stage 1).
+    fn validate(&self, req: &GenerationRequest, plan: &StagePlan) -> Result<()> {
         let bad = |m: String| Err(PipelineError::InvalidRequest(m));
         if !longcat_core::limits::num_frames_in_range(req.num_frames) {
             let (lo, hi) = longcat_core::limits::NUM_FRAMES;
             return bad(format!("num_frames {} outside {lo}..={hi}", req.num_frames));
         }
-        if req.num_inference_steps == 0 || req.num_refine_inference_steps == 0 {
+        if plan.stage1.steps == 0 || plan.refine.as_ref().is_some_and(|r| r.schedule_steps == 0) {
             return bad("step counts must be positive".into());
         }
-        match &req.image {
-            Some(image) if image.width == 0 || image.height == 0 => {
-                return bad("empty condition image".into())
+        let needed = [
+            (plan.stage1.denoiser_mode().lora, "the distilled stage 1"),
+            (
+                plan.refine.as_ref().and_then(|r| r.denoiser_mode().lora),
+                "the refinement stage",
+            ),
+        ];
+        for (lora, stage) in needed {
+            if let Some(lora) = lora.filter(|&l| !self.dit.has_lora(l)) {
+                return Err(PipelineError::Unavailable(format!(
+                    "{}: {stage} needs the `{}` LoRA, which this checkpoint does not have \
+                     (lora/{}.safetensors)",
+                    req.app,
+                    lora.name(),
+                    lora.name()
+                )));
             }
-            Some(_) => {}
-            None => return bad(format!("{}: text-to-video is not served yet", req.app)),
         }
         Ok(())
+    }
+
+    /// The stage plan `req` runs under this engine's settings.
+    pub fn plan(&self, req: &GenerationRequest) -> Result<StagePlan> {
+        let plan = StagePlan::new(req, &self.config)?;
+        self.validate(req, &plan)?;
+        Ok(plan)
     }
 
     /// Runs one request, delivering frames to `sink` segment by segment.
@@ -246,40 +226,43 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         sink: &mut dyn GenerationSink,
         cancel: &CancelToken,
     ) -> Result<GenerationSummary> {
-        Self::validate(req)?;
+        let plan = self.plan(req)?;
         let cfg = self.config.clone();
         let panic_now = cfg
             .panic_hook
             .as_ref()
             .is_some_and(PanicHook::next_run_panics);
-        let plan = SegmentPlan::new(req.num_frames as usize, cfg.segment_frames, cfg.cond_frames);
-        let (mode, steps) = self.stage1_mode(req);
-        let refine_steps = crate::schedule::Schedule::refine(
-            req.num_refine_inference_steps as usize,
-            cfg.shift,
-            cfg.t_thresh,
-        )
-        .len();
-        let segments = plan.segments.len() as u32;
+        let segments = plan.segments.segments.len() as u32;
         if cfg.smoke_test_model {
             sink.log("smoke-test model: random tiny weights, the output is noise");
         }
+        let (out_h, out_w) = plan.output_size();
         sink.log(&format!(
-            "{} stage-1 frames in {segments} segment(s), stage 1 {:?} with {steps} steps, \
-             {refine_steps} refinement steps",
-            plan.stage1_frames, mode
+            "{}: {} stage-1 frames in {segments} segment(s), stage 1 {:?} with {} steps{}, {}; \
+             {} frames of {out_w}x{out_h} at {} fps",
+            req.app,
+            plan.segments.stage1_frames,
+            plan.stage1.mode,
+            plan.stage1.steps,
+            if plan.stage1.cfg { " and CFG" } else { "" },
+            match &plan.refine {
+                Some(r) => format!("{} refinement steps", r.steps),
+                None => "no refinement".into(),
+            },
+            plan.output_frames(),
+            plan.fps(),
         ));
         let mut rep = Reporter {
             sink,
             start: Instant::now(),
             done: 0,
-            total: planned_steps(&cfg, mode, steps, segments, refine_steps),
+            total: plan.planned_steps(&cfg),
             segments,
         };
         let mut noise = SeededNoise::new(req.seed);
 
         rep.report(Stage::EncodeText, 0, 0, 1);
-        let cfg_on = mode == Stage1Mode::Full && req.guidance_scale > 1.0;
+        let cfg_on = plan.stage1.cfg;
         // The text encoder is on the device only while this job's prompts are encoded
         // (its policy decides what release does).
         let (positive, negative) = stage(tracing::info_span!("text_encode"), || {
@@ -300,43 +283,45 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         })?;
         cancel.check()?;
 
-        rep.report(Stage::EncodeImage, 0, 0, 1);
-        let Some(image) = req.image.as_ref() else {
-            return Err(PipelineError::InvalidRequest("no condition image".into()));
-        };
-        let (h1, w1) = pick_bucket(&cfg.stage1_buckets, image.height, image.width)?;
-        let image1 = to_model_input(
-            &resize_lanczos_cancellable(image, w1, h1, cancel)?,
-            &self.device,
-        )?;
-        let (h2, w2) = pick_bucket(&cfg.refine_buckets, h1, w1)?;
-        let image2 = to_model_input(
-            &resize_lanczos_cancellable(image, w2, h2, cancel)?,
-            &self.device,
-        )?;
-        cancel.check()?;
+        // The condition image at the stage-1 and refinement sizes (image-to-video only).
+        let mut images = None;
+        if let Some(image) = req.image.as_ref() {
+            rep.report(Stage::EncodeImage, 0, 0, 1);
+            let s1 = &plan.stage1;
+            let image1 = to_model_input(
+                &resize_lanczos_cancellable(image, s1.width, s1.height, cancel)?,
+                &self.device,
+            )?;
+            let image2 = match &plan.refine {
+                Some(r) => Some(to_model_input(
+                    &resize_lanczos_cancellable(image, r.width, r.height, cancel)?,
+                    &self.device,
+                )?),
+                None => None,
+            };
+            images = Some((image1, image2));
+            cancel.check()?;
+        }
+        let (image1, image2) = images.unzip();
 
         let mut ctx = SegmentCtx {
             positive,
             negative,
-            mode,
-            steps,
-            guidance: req.guidance_scale,
-            refine_steps: req.num_refine_inference_steps as usize,
             image1,
-            image2,
-            refine_size: (h2 as usize, w2 as usize),
+            image2: image2.flatten(),
             stage1_tail: Vec::new(),
             refined_tail: VecDeque::new(),
             delivered: 0,
         };
-        for (k, seg) in plan.segments.iter().enumerate() {
-            self.run_segment(k, seg, &mut ctx, &mut noise, &mut rep, cancel, panic_now)?;
+        for (k, seg) in plan.segments.segments.iter().enumerate() {
+            self.run_segment(
+                k, seg, &plan, &mut ctx, &mut noise, &mut rep, cancel, panic_now,
+            )?;
         }
         Ok(GenerationSummary {
             frames: ctx.delivered,
-            width: w2,
-            height: h2,
+            width: out_w,
+            height: out_h,
             seed: req.seed,
         })
     }
@@ -346,6 +331,7 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         &mut self,
         k: usize,
         seg: &Segment,
+        plan: &StagePlan,
         ctx: &mut SegmentCtx,
         noise: &mut dyn NoiseSource,
         rep: &mut Reporter<'_>,
@@ -355,18 +341,16 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         let cfg = &self.config;
         let seg_no = k as u32;
         // Stage 1.
-        self.dit.set_mode(DenoiserMode {
-            lora: (ctx.mode == Stage1Mode::Distilled).then_some(LoraKind::CfgStep),
-            bsa: false,
-        })?;
+        self.dit.set_mode(plan.stage1.denoiser_mode())?;
+        let s1 = &plan.stage1;
         let base = Stage1Args {
             num_frames: seg.frames,
-            steps: ctx.steps,
-            distill: ctx.mode == Stage1Mode::Distilled,
-            guidance_scale: ctx.guidance,
+            steps: s1.steps,
+            distill: s1.mode == Stage1Mode::Distilled,
+            guidance_scale: s1.guidance_scale,
             shift: cfg.shift,
         };
-        let span = tracing::info_span!("denoise", segment = seg_no, steps = ctx.steps);
+        let span = tracing::info_span!("denoise", segment = seg_no, steps = s1.steps);
         let latents = stage(span, || {
             let mut on_step = |s: u32, t: u32| {
                 // The panic test hook (see `PanicHook`), mid-run with the DiT mode set.
@@ -382,37 +366,74 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
                 on_step: &mut on_step,
                 trace: &mut trace,
             };
-            if k == 0 {
-                generate_i2v(
+            match (k, &ctx.image1) {
+                (0, Some(image)) => generate_i2v(
                     &self.dit,
                     &self.vae,
-                    &ctx.image1,
+                    image,
                     &ctx.positive,
                     ctx.negative.as_ref(),
                     &base,
                     noise,
                     &mut hooks,
-                )
-            } else {
-                let cond = frames_to_tensor(ctx.stage1_tail.iter(), &self.device)?;
-                let args = ContinuationArgs {
-                    base,
-                    enhance_hf: cfg.enhance_hf,
-                };
-                generate_continuation(
+                ),
+                (0, None) => generate_t2v(
                     &self.dit,
                     &self.vae,
-                    &cond,
+                    s1.height as usize,
+                    s1.width as usize,
                     &ctx.positive,
                     ctx.negative.as_ref(),
-                    &args,
+                    &base,
                     noise,
                     &mut hooks,
-                )
+                ),
+                _ => {
+                    let cond = frames_to_tensor(ctx.stage1_tail.iter(), &self.device)?;
+                    let args = ContinuationArgs {
+                        base,
+                        enhance_hf: cfg.enhance_hf,
+                    };
+                    generate_continuation(
+                        &self.dit,
+                        &self.vae,
+                        &cond,
+                        &ctx.positive,
+                        ctx.negative.as_ref(),
+                        &args,
+                        noise,
+                        &mut hooks,
+                    )
+                }
             }
         })?;
         cancel.check()?;
         rep.report(Stage::Decode, seg_no, 0, 1);
+        let Some(refine) = &plan.refine else {
+            // 480p: stage 1's new frames are the output; the last `cond_frames` of them
+            // (with the condition frames before them) condition the next segment.
+            let keep = cfg.cond_frames;
+            let mut tail: VecDeque<RgbImage> = std::mem::take(&mut ctx.stage1_tail).into();
+            let first = ctx.delivered;
+            let sink = &mut *rep.sink;
+            let window = FrameWindow {
+                skip: seg.cond_frames,
+                take: seg.new_frames(),
+            };
+            let span = tracing::info_span!("vae_decode", segment = seg_no, pass = "stage1");
+            let n = stage(span, || {
+                stream_frames(&self.vae, &latents, window, first, cancel, &mut |f| {
+                    tail.push_back(frame_image(f.clone()));
+                    if tail.len() > keep {
+                        tail.pop_front();
+                    }
+                    Ok(sink.frame(f)?)
+                })
+            })?;
+            ctx.stage1_tail = tail.into();
+            ctx.delivered += n as u32;
+            return Ok(());
+        };
         let mut decoded: Vec<RgbImage> = Vec::with_capacity(seg.frames);
         let span = tracing::info_span!("vae_decode", segment = seg_no, pass = "stage1");
         stage(span, || {
@@ -441,27 +462,27 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         cancel.check()?;
 
         // Refinement.
-        self.dit.set_mode(DenoiserMode {
-            lora: Some(LoraKind::Refinement),
-            bsa: true,
-        })?;
+        self.dit.set_mode(refine.denoiser_mode())?;
         let cond_video = if k == 0 {
             None
         } else {
             Some(frames_to_tensor(ctx.refined_tail.iter(), &self.device)?)
         };
-        let condition = match &cond_video {
-            None => RefineCondition::Image(&ctx.image2),
-            Some(v) => RefineCondition::Video(v),
+        // Segment 0: the image (image-to-video) or nothing (text-to-video, the official
+        // refinement with `image=None`); later segments: the previous refined frames.
+        let condition = match (&cond_video, &ctx.image2) {
+            (Some(v), _) => RefineCondition::Video(v),
+            (None, Some(image)) => RefineCondition::Image(image),
+            (None, None) => RefineCondition::None,
         };
         let args = RefineArgs {
-            steps: ctx.refine_steps,
+            steps: refine.schedule_steps,
             t_thresh: cfg.t_thresh,
             shift: cfg.shift,
-            spatial_only: cfg.spatial_only,
+            spatial_only: !refine.doubles_fps,
         };
-        let (h, w) = ctx.refine_size;
-        let span = tracing::info_span!("refine", segment = seg_no, steps = ctx.refine_steps);
+        let (h, w) = (refine.height as usize, refine.width as usize);
+        let span = tracing::info_span!("refine", segment = seg_no, steps = refine.steps);
         let (latents, layout) = stage(span, || {
             let mut on_step = |s: u32, t: u32| {
                 rep.done += 1;
@@ -491,10 +512,10 @@ impl<T: PromptEncoder, V: LatentCodec, D: Denoiser> Engine<T, V, D> {
         cancel.check()?;
         rep.report(Stage::Decode, seg_no, 0, 1);
         let cond_out = if k == 0 { 0 } else { ctx.refined_tail.len() };
-        let keep_tail = if cfg.spatial_only {
-            cfg.cond_frames
-        } else {
+        let keep_tail = if refine.doubles_fps {
             2 * cfg.cond_frames
+        } else {
+            cfg.cond_frames
         };
         let window = FrameWindow {
             skip: layout.cond_frames_added + cond_out,
@@ -536,13 +557,10 @@ fn stage<T>(span: tracing::Span, run: impl FnOnce() -> Result<T>) -> Result<T> {
 struct SegmentCtx {
     positive: TextConditioning,
     negative: Option<TextConditioning>,
-    mode: Stage1Mode,
-    steps: usize,
-    guidance: f32,
-    refine_steps: usize,
-    image1: Tensor,
-    image2: Tensor,
-    refine_size: (usize, usize),
+    /// The condition image at the stage-1 size (image-to-video).
+    image1: Option<Tensor>,
+    /// The condition image at the refinement size (image-to-video that refines).
+    image2: Option<Tensor>,
     /// Last stage-1 frames (condition of the next continuation segment).
     stage1_tail: Vec<RgbImage>,
     /// Last refined frames (condition of the next refinement segment).

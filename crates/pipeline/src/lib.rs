@@ -21,6 +21,7 @@ pub mod refine;
 pub mod resample;
 pub mod schedule;
 pub mod stage1;
+pub mod stage_plan;
 pub mod text_encoder;
 pub mod tiny;
 

@@ -249,11 +249,6 @@ impl DitDenoiser {
         Ok(())
     }
 
-    /// Whether a LoRA of `kind` is registered.
-    pub fn has_lora(&self, kind: LoraKind) -> bool {
-        self.dit.lora_names().iter().any(|n| n == kind.name())
-    }
-
     /// The current mode.
     pub fn mode(&self) -> DenoiserMode {
         self.mode
@@ -274,6 +269,10 @@ impl DitDenoiser {
 
 impl Denoiser for DitDenoiser {
     type KvCache = DitKvCache;
+
+    fn has_lora(&self, kind: LoraKind) -> bool {
+        self.dit.lora_names().iter().any(|n| n == kind.name())
+    }
 
     fn set_mode(&mut self, mode: DenoiserMode) -> Result<()> {
         if mode.bsa {

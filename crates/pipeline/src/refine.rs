@@ -122,13 +122,19 @@ pub fn generate_refine<D: Denoiser, V: LatentCodec>(
     let core = upsample_video(stage1, height, width, layout.new_frames, &device)?;
     hooks.record("trace.video_up_core", &core);
     let last = core.dim(2)? - 1;
+    // The official VAE encodes `1 + st·⌊(F−1)/st⌋` frames and never reads the rest. With a
+    // condition the padded video has exactly that many; without one (text-to-video) it has
+    // `st·noise_latents`, and the last `st − 1` back-padding frames are skipped: they are
+    // not built here.
+    let total = layout.cond_frames_added + core.dim(2)? + layout.noise_frames_added;
+    let back = layout.noise_frames_added.saturating_sub((total - 1) % st);
     let mut parts = Vec::new();
     if layout.cond_frames_added > 0 {
         parts.push(repeat_frame(&core, 0, layout.cond_frames_added)?);
     }
     parts.push(core.clone());
-    if layout.noise_frames_added > 0 {
-        parts.push(repeat_frame(&core, last, layout.noise_frames_added)?);
+    if back > 0 {
+        parts.push(repeat_frame(&core, last, back)?);
     }
     let padded = Tensor::cat(&parts, 2)?;
     drop(parts);
@@ -202,10 +208,36 @@ mod tests {
         assert_eq!(g.new_frames, 10);
         assert_eq!((g.cond_frames_added, g.noise_frames_added), (12, 7));
         assert_eq!((g.cond_latents, g.noise_latents), (4, 4));
+        // Text-to-video (no condition): 186 frames → 48 noise latents, 6 frames padded.
+        let t = RefineLayout::new(93, 0, false, 4);
+        assert_eq!(
+            (t.cond_latents, t.noise_latents, t.noise_frames_added),
+            (0, 48, 6)
+        );
         let c = RefineLayout::new(93, 26, false, 4);
         assert_eq!(
             (c.cond_latents, c.cond_frames_added, c.noise_latents),
             (8, 3, 40)
         );
+    }
+
+    /// Without a condition the official encoder skips the last `(F−1) mod 4` padded frames;
+    /// they are always back padding (never a real frame), and the decoded latents still
+    /// cover every new frame.
+    #[test]
+    fn unconditioned_trim_only_drops_padding() {
+        for f1 in (1..=93).step_by(4) {
+            for spatial_only in [false, true] {
+                let l = RefineLayout::new(f1, 0, spatial_only, 4);
+                let total = l.new_frames + l.noise_frames_added;
+                let trim = (total - 1) % 4;
+                assert!(trim <= l.noise_frames_added, "{f1} {spatial_only}");
+                assert_eq!((total - trim - 1) / 4 + 1, l.noise_latents);
+                assert!(
+                    4 * l.noise_latents - 3 >= l.new_frames,
+                    "{f1} {spatial_only}"
+                );
+            }
+        }
     }
 }

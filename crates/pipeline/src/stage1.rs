@@ -1,5 +1,5 @@
-//! Stage 1 at 480p/15 fps: image-to-video (`generate_i2v`) and video continuation
-//! (`generate_vc`, clean condition frames held in a KV cache).
+//! Stage 1 at 480p/15 fps: text-to-video (`generate_t2v`), image-to-video (`generate_i2v`)
+//! and video continuation (`generate_vc`, clean condition frames held in a KV cache).
 
 use candle_core::Tensor;
 
@@ -102,6 +102,43 @@ pub fn generate_i2v<D: Denoiser, V: LatentCodec>(
         &text,
         guidance,
         Condition::InBatch(1),
+        hooks,
+    )?;
+    hooks.record("output.final_latents", &out);
+    Ok(out)
+}
+
+/// `generate_t2v` up to the final latents (normalized space, `[1, 16, T, h, w]`): pure
+/// noise of `height × width` pixels, no condition latent, every frame denoised.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_t2v<D: Denoiser, V: LatentCodec>(
+    dit: &D,
+    vae: &V,
+    height: usize,
+    width: usize,
+    positive: &TextConditioning,
+    negative: Option<&TextConditioning>,
+    args: &Stage1Args,
+    noise: &mut dyn NoiseSource,
+    hooks: &mut Hooks<'_>,
+) -> Result<Tensor> {
+    let st = vae.scale_temporal();
+    let ss = vae.scale_spatial();
+    let t = (snap_frames(args.num_frames) - 1) / st + 1;
+    let latents = noise.normal(
+        "init_noise",
+        &[1, LATENT_CHANNELS, t, height / ss, width / ss],
+        positive.embeds.device(),
+    )?;
+    let (text, guidance) = guidance_text(positive, negative, args.guidance_scale)?;
+    let schedule = Schedule::stage1(args.steps, args.distill, args.shift);
+    let out = denoise(
+        dit,
+        latents,
+        &schedule,
+        &text,
+        guidance,
+        Condition::InBatch(0),
         hooks,
     )?;
     hooks.record("output.final_latents", &out);

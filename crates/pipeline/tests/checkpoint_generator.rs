@@ -13,7 +13,10 @@ use longcat_model::tokenizer::tiny_tokenizer_json;
 use longcat_model::umt5::Umt5Encoder;
 use longcat_model::vae::WanVae;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
-use longcat_pipeline::tiny;
+use longcat_pipeline::{
+    tiny, Acceleration, App, AspectRatio, CancelToken, GenerationError, GenerationRequest,
+    GenerationSink, Progress, VideoFrame,
+};
 
 fn save_varmap(
     dir: &Path,
@@ -133,4 +136,72 @@ fn loads_the_official_layout_and_names_what_is_missing() {
         .expect("VAE weights are required")
         .to_string();
     assert!(err.contains("vae"), "{err}");
+}
+
+/// Counts frames and DiT steps.
+#[derive(Default)]
+struct Count {
+    frames: u32,
+    steps: u32,
+}
+
+impl GenerationSink for Count {
+    fn progress(&mut self, p: &Progress) {
+        self.steps += u32::from(p.step > 0);
+    }
+    fn log(&mut self, _: &str) {}
+    fn frame(&mut self, _: VideoFrame) -> Result<(), GenerationError> {
+        self.frames += 1;
+        Ok(())
+    }
+}
+
+/// Without `lora/cfg_step_lora.safetensors` the checkpoint still loads and serves the base
+/// apps; a distilled app is refused as unavailable, naming the LoRA, before any step.
+#[test]
+fn distilled_apps_need_the_cfg_step_lora_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ckpt");
+    write_checkpoint(&root);
+    std::fs::remove_file(root.join("lora/cfg_step_lora.safetensors")).unwrap();
+    let generator = load_generator(&GeneratorOptions {
+        weights_dir: Some(root),
+        ..GeneratorOptions::default()
+    })
+    .unwrap();
+    let request = |id: &str| GenerationRequest {
+        app: App::from_id(id).unwrap(),
+        image: None,
+        aspect_ratio: AspectRatio::Landscape,
+        prompt: "a cat".into(),
+        negative_prompt: String::new(),
+        num_frames: 17,
+        num_inference_steps: 2,
+        num_refine_inference_steps: 8,
+        guidance_scale: 1.0,
+        seed: 1,
+        acceleration: Acceleration::None,
+    };
+    let mut sink = Count::default();
+    let err = generator
+        .generate(
+            &request("fal-ai/longcat-video/distilled/text-to-video/480p"),
+            &mut sink,
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, GenerationError::Unavailable(m) if m.contains("cfg_step_lora")),
+        "{err}"
+    );
+    assert_eq!((sink.frames, sink.steps), (0, 0));
+    let mut sink = Count::default();
+    generator
+        .generate(
+            &request("fal-ai/longcat-video/text-to-video/480p"),
+            &mut sink,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    assert_eq!(sink.frames, 17);
 }

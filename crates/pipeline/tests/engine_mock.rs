@@ -4,7 +4,8 @@
 use candle_core::{DType, Device, Tensor};
 use longcat_pipeline::buckets;
 use longcat_pipeline::components::{
-    Denoiser, DenoiserMode, LatentCodec, Posterior, PromptEncoder, Result, TextConditioning,
+    Denoiser, DenoiserMode, LatentCodec, LoraKind, Posterior, PromptEncoder, Result,
+    TextConditioning,
 };
 use longcat_pipeline::engine::{Engine, EngineConfig};
 use longcat_pipeline::{
@@ -65,27 +66,68 @@ impl LatentCodec for Vae {
     }
 }
 
-#[derive(Default)]
+/// One recorded DiT call: the mode it ran under and what it was given.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    mode: DenoiserMode,
+    /// Batch size (2 with CFG).
+    batch: usize,
+    /// Latent frames given (noise frames only for the cached path).
+    frames: usize,
+    /// Latent height and width.
+    hw: (usize, usize),
+    /// Clean condition latents inside the batch.
+    cond: usize,
+    /// The KV-cached continuation path.
+    cached: bool,
+}
+
 struct Dit {
     modes: Vec<DenoiserMode>,
+    calls: std::cell::RefCell<Vec<Call>>,
+    loras: Vec<LoraKind>,
 }
-impl Denoiser for Dit {
-    type KvCache = Tensor;
-    fn set_mode(&mut self, mode: DenoiserMode) -> Result<()> {
-        self.modes.push(mode);
+impl Default for Dit {
+    fn default() -> Self {
+        Self {
+            modes: Vec::new(),
+            calls: Default::default(),
+            loras: vec![LoraKind::CfgStep, LoraKind::Refinement],
+        }
+    }
+}
+impl Dit {
+    fn record(&self, x: &Tensor, cond: usize, cached: bool) -> Result<()> {
+        let (b, _, f, h, w) = x.dims5()?;
+        self.calls.borrow_mut().push(Call {
+            mode: self.modes.last().copied().unwrap_or_default(),
+            batch: b,
+            frames: f,
+            hw: (h, w),
+            cond,
+            cached,
+        });
         Ok(())
     }
-    fn forward(
-        &self,
-        x: &Tensor,
-        t: &Tensor,
-        text: &TextConditioning,
-        _n: usize,
-    ) -> Result<Tensor> {
+    fn output(x: &Tensor, t: &Tensor, text: &TextConditioning) -> Result<Tensor> {
         let (b, _, f, _, _) = x.dims5()?;
         let tt = (t.reshape((b, 1, f, 1, 1))? * 1e-3)?;
         let txt = text.embeds.mean_all()?.to_scalar::<f32>()? as f64;
         Ok(((x * 0.9)?.broadcast_add(&tt)? + txt)?)
+    }
+}
+impl Denoiser for Dit {
+    type KvCache = Tensor;
+    fn has_lora(&self, kind: LoraKind) -> bool {
+        self.loras.contains(&kind)
+    }
+    fn set_mode(&mut self, mode: DenoiserMode) -> Result<()> {
+        self.modes.push(mode);
+        Ok(())
+    }
+    fn forward(&self, x: &Tensor, t: &Tensor, text: &TextConditioning, n: usize) -> Result<Tensor> {
+        self.record(x, n, false)?;
+        Self::output(x, t, text)
     }
     fn cache_condition(&self, cond: &Tensor, _text: &TextConditioning) -> Result<Tensor> {
         Ok(cond.mean_all()?)
@@ -97,7 +139,8 @@ impl Denoiser for Dit {
         text: &TextConditioning,
         cache: &Tensor,
     ) -> Result<Tensor> {
-        Ok(self.forward(x, t, text, 0)?.broadcast_add(cache)?)
+        self.record(x, 0, true)?;
+        Ok(Self::output(x, t, text)?.broadcast_add(cache)?)
     }
 }
 
@@ -242,4 +285,277 @@ fn cancel_stops_between_steps() {
         .filter(|p| p.stage == Stage::Base)
         .count();
     assert_eq!(base, 1);
+}
+
+/// What one app must run, written out by hand (not from the plan code): sizes are the
+/// mock's scaled-down buckets (height, width).
+struct Expected {
+    app: &'static str,
+    aspect: AspectRatio,
+    stage1: (usize, usize),
+    refine: Option<(usize, usize)>,
+}
+
+const EXPECTED: [Expected; 8] = [
+    Expected {
+        app: "fal-ai/longcat-video/text-to-video/480p",
+        aspect: AspectRatio::Portrait,
+        stage1: (80, 48),
+        refine: None,
+    },
+    Expected {
+        app: "fal-ai/longcat-video/text-to-video/720p",
+        aspect: AspectRatio::Square,
+        stage1: (64, 64),
+        refine: Some((128, 128)),
+    },
+    Expected {
+        app: "fal-ai/longcat-video/image-to-video/480p",
+        aspect: AspectRatio::Landscape,
+        stage1: (48, 80),
+        refine: None,
+    },
+    Expected {
+        app: "fal-ai/longcat-video/image-to-video/720p",
+        aspect: AspectRatio::Landscape,
+        stage1: (48, 80),
+        refine: Some((64, 128)),
+    },
+    Expected {
+        app: "fal-ai/longcat-video/distilled/text-to-video/480p",
+        aspect: AspectRatio::Landscape,
+        stage1: (48, 80),
+        refine: None,
+    },
+    Expected {
+        app: "fal-ai/longcat-video/distilled/text-to-video/720p",
+        aspect: AspectRatio::Portrait,
+        stage1: (80, 48),
+        refine: Some((128, 64)),
+    },
+    Expected {
+        app: "fal-ai/longcat-video/distilled/image-to-video/480p",
+        aspect: AspectRatio::Square,
+        stage1: (48, 80),
+        refine: None,
+    },
+    Expected {
+        app: "fal-ai/longcat-video/distilled/image-to-video/720p",
+        aspect: AspectRatio::Portrait,
+        stage1: (48, 80),
+        refine: Some((64, 128)),
+    },
+];
+
+/// A two-segment request (120 → 121 stage-1 frames: 93, then 13 + 28) for `app`: 3 base
+/// steps with guidance 4, or 4 distilled steps (guidance is ignored there).
+fn app_request(app: App, aspect: AspectRatio, acceleration: Acceleration) -> GenerationRequest {
+    let mut r = request(120, 9);
+    r.app = app;
+    r.aspect_ratio = aspect;
+    r.acceleration = acceleration;
+    if !app.takes_image() {
+        r.image = None;
+    }
+    if app.distilled {
+        r.num_inference_steps = 4;
+    }
+    r
+}
+
+fn call(mode: DenoiserMode, batch: usize, frames: usize, px: (usize, usize), cond: usize) -> Call {
+    Call {
+        mode,
+        batch,
+        frames,
+        hw: (px.0 / 8, px.1 / 8),
+        cond,
+        cached: false,
+    }
+}
+
+/// The DiT calls each app must make, from the rules of docs/pipeline.md.
+fn expected_calls(e: &Expected, app: App) -> (Vec<DenoiserMode>, Vec<Call>) {
+    let stage1 = DenoiserMode {
+        lora: app.distilled.then_some(LoraKind::CfgStep),
+        bsa: false,
+    };
+    let refine = DenoiserMode {
+        lora: Some(LoraKind::Refinement),
+        bsa: true,
+    };
+    // Base: 3 steps with CFG (batch 2); the continuation runs the enhance_hf schedule
+    // (the 2 shifted timesteps above 500, then 10 uniform ones). Distilled: 4 steps, no CFG.
+    let (batch, steps0, steps1) = if app.distilled { (1, 4, 4) } else { (2, 3, 12) };
+    let i2v = app.takes_image();
+    let mut modes = vec![stage1];
+    // Segment 0: 24 latent frames, the image latent in front for image-to-video.
+    let mut calls = vec![call(stage1, batch, 24, e.stage1, usize::from(i2v)); steps0];
+    if let Some(r) = e.refine {
+        modes.push(refine);
+        // 186 frames (+12 image-condition padding frames) → 48 noise latents (+4).
+        let (frames, cond) = if i2v { (52, 4) } else { (48, 0) };
+        calls.extend(vec![call(refine, 1, frames, r, cond); 2]);
+    }
+    modes.push(stage1);
+    // Segment 1: 7 noise latents after 4 cached condition latents.
+    let mut cont = call(stage1, batch, 7, e.stage1, 0);
+    cont.cached = true;
+    calls.extend(vec![cont; steps1]);
+    if let Some(r) = e.refine {
+        modes.push(refine);
+        // 26 refined condition frames (8 latents) + 56 new frames (16 latents).
+        calls.extend(vec![call(refine, 1, 24, r, 8); 2]);
+    }
+    (modes, calls)
+}
+
+fn run_app(
+    req: &GenerationRequest,
+) -> (
+    longcat_pipeline::GenerationSummary,
+    Collect,
+    Vec<DenoiserMode>,
+    Vec<Call>,
+) {
+    let mut e = engine();
+    let mut sink = Collect::default();
+    let s = e.run(req, &mut sink, &CancelToken::new()).unwrap();
+    let calls = e.dit.calls.borrow().clone();
+    (s, sink, e.dit.modes.clone(), calls)
+}
+
+#[test]
+fn stage_plan_of_every_app() {
+    for (e, app) in EXPECTED.iter().zip(App::ALL) {
+        assert_eq!(app.id(), e.app, "EXPECTED is in App::ALL order");
+        let req = app_request(app, e.aspect, Acceleration::Regular);
+        let plan = engine().plan(&req).unwrap();
+        let (s, sink, modes, calls) = run_app(&req);
+        let (want_modes, want_calls) = expected_calls(e, app);
+        assert_eq!(modes, want_modes, "{app}: LoRA/BSA per stage");
+        assert_eq!(calls, want_calls, "{app}: DiT calls");
+        // 480p: stage 1's 121 frames at 15 fps; 720p: doubled to 242 at 30 fps.
+        let (frames, fps, (h, w)) = match e.refine {
+            Some(size) => (242, 30, size),
+            None => (121, 15, e.stage1),
+        };
+        assert_eq!(s.frames, frames, "{app}");
+        assert_eq!(sink.frames.len(), frames as usize, "{app}");
+        assert_eq!((s.height as usize, s.width as usize), (h, w), "{app}");
+        assert!(sink
+            .frames
+            .iter()
+            .enumerate()
+            .all(|(i, f)| f.index == i as u32 && (f.height as usize, f.width as usize) == (h, w)));
+        assert_eq!(plan.fps(), fps, "{app}");
+        assert_eq!(plan.fps(), app.native_fps(), "{app}");
+        assert_eq!(plan.output_frames(), frames as usize, "{app}");
+        assert_eq!(plan.segments.segments.len(), 2, "{app}");
+        assert_eq!(plan.stage1.cfg, !app.distilled, "{app}");
+        // Progress: every DiT step reported once, under its stage.
+        let reported = sink
+            .progress
+            .iter()
+            .filter(|p| matches!(p.stage, Stage::Base | Stage::Refine))
+            .count();
+        assert_eq!(reported, want_calls.len(), "{app}");
+        let encodes_image = sink.progress.iter().any(|p| p.stage == Stage::EncodeImage);
+        assert_eq!(encodes_image, app.takes_image(), "{app}");
+    }
+}
+
+#[test]
+fn regular_acceleration_is_the_full_stage1_on_base_apps() {
+    for app in App::ALL.into_iter().filter(|a| !a.distilled) {
+        let none = run_app(&app_request(
+            app,
+            AspectRatio::Landscape,
+            Acceleration::None,
+        ));
+        let regular = run_app(&app_request(
+            app,
+            AspectRatio::Landscape,
+            Acceleration::Regular,
+        ));
+        assert_eq!(none.2, regular.2, "{app}");
+        assert_eq!(none.3, regular.3, "{app}");
+        let bytes = |c: &Collect| {
+            c.frames
+                .iter()
+                .flat_map(|f| f.data.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bytes(&none.1), bytes(&regular.1), "{app}");
+    }
+}
+
+#[test]
+fn distilled_steps_follow_the_request() {
+    let app = App::from_id("fal-ai/longcat-video/distilled/image-to-video/480p").unwrap();
+    for steps in [2, 16] {
+        let mut req = app_request(app, AspectRatio::Landscape, Acceleration::None);
+        req.num_frames = 17;
+        req.num_inference_steps = steps;
+        let (_, sink, _, calls) = run_app(&req);
+        assert_eq!(calls.len(), steps as usize);
+        assert!(calls.iter().all(|c| c.batch == 1));
+        assert_eq!(sink.frames.len(), 17);
+    }
+}
+
+#[test]
+fn apps_need_their_loras() {
+    for app in App::ALL {
+        let mut e = engine();
+        e.dit.loras = vec![LoraKind::Refinement];
+        let req = app_request(app, AspectRatio::Landscape, Acceleration::None);
+        let r = e.run(&req, &mut Collect::default(), &CancelToken::new());
+        if app.distilled {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(&err, PipelineError::Unavailable(m) if m.contains("cfg_step_lora")),
+                "{app}: {err}"
+            );
+            assert!(e.dit.calls.borrow().is_empty(), "refused before any work");
+        } else {
+            r.unwrap();
+        }
+    }
+    // Without the refinement LoRA only the 480p apps run.
+    for app in App::ALL {
+        let mut e = engine();
+        e.dit.loras = vec![LoraKind::CfgStep];
+        let req = app_request(app, AspectRatio::Landscape, Acceleration::None);
+        let r = e.run(&req, &mut Collect::default(), &CancelToken::new());
+        if app.refines() {
+            let err = r.unwrap_err();
+            assert!(
+                matches!(&err, PipelineError::Unavailable(m) if m.contains("refinement_lora")),
+                "{app}: {err}"
+            );
+            assert!(e.dit.calls.borrow().is_empty(), "refused before any work");
+        } else {
+            r.unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_image_must_fit_the_app() {
+    for app in App::ALL {
+        let mut req = app_request(app, AspectRatio::Landscape, Acceleration::None);
+        req.image = if app.takes_image() {
+            None
+        } else {
+            request(17, 1).image
+        };
+        let err = engine()
+            .run(&req, &mut Collect::default(), &CancelToken::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, PipelineError::InvalidRequest(_)),
+            "{app}: {err}"
+        );
+    }
 }

@@ -240,3 +240,59 @@ fn cancel_during_preprocessing_stops_before_denoising() {
         assert_eq!(sink.frames, 0);
     }
 }
+
+/// One tiny-model run per task kind through `load_generator`: frame count and size follow
+/// the app (480p: stage 1's `4⌊n/4⌋+1` frames at the stage-1 bucket; 720p: doubled at the
+/// refinement bucket; text-to-video: the bucket of `aspect_ratio`).
+#[test]
+fn every_task_kind_runs_on_the_tiny_model() {
+    let generator = load_generator(&GeneratorOptions::default()).unwrap();
+    let cases = [
+        // (app, aspect ratio, frames, (width, height), refines)
+        (
+            "fal-ai/longcat-video/text-to-video/480p",
+            AspectRatio::Landscape,
+            17,
+            (48, 32),
+            false,
+        ),
+        (
+            "fal-ai/longcat-video/text-to-video/720p",
+            AspectRatio::Portrait,
+            34,
+            (48, 80),
+            true,
+        ),
+        (
+            "fal-ai/longcat-video/image-to-video/480p",
+            AspectRatio::Landscape,
+            17,
+            (48, 32),
+            false,
+        ),
+    ];
+    for (id, aspect, frames, size, refines) in cases {
+        let app = App::from_id(id).unwrap();
+        let mut req = request(5, 18);
+        req.app = app;
+        req.aspect_ratio = aspect;
+        if !app.takes_image() {
+            req.image = None;
+        }
+        let mut sink = HashSink::default();
+        let summary = generator
+            .generate(&req, &mut sink, &CancelToken::new())
+            .unwrap();
+        assert_eq!(sink.frames, frames, "{id}");
+        assert_eq!(summary.frames, frames, "{id}");
+        assert_eq!(sink.size, Some(size), "{id}");
+        assert_eq!((summary.width, summary.height), size, "{id}");
+        assert!(sink.distinct_values.len() > 8, "{id}: frames are not flat");
+        assert_eq!(sink.stages.contains(&Stage::Refine), refines, "{id}");
+        assert_eq!(
+            sink.stages.contains(&Stage::EncodeImage),
+            app.takes_image(),
+            "{id}"
+        );
+    }
+}

@@ -1,20 +1,27 @@
 //! The request body of `longcat generate`: `--input-json` (exactly the endpoint's JSON body)
-//! with the per-field flags laid over it, validated by `longcat-api` like the server does.
+//! with the per-field flags laid over it, validated by `longcat-api` like the server does,
+//! with the fields that differ per app checked here (see [`parse_for_app`]).
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use longcat_api::I2vInput;
+use longcat_core::limits;
+use longcat_core::{App, AspectRatio, GenerationRequest, RgbImage};
 use serde_json::{Map, Value};
 
 /// One flag per field of the endpoint's input, named like the JSON field in kebab-case.
 /// Unset flags leave the field to `--input-json` or the endpoint's default.
 #[derive(Args, Debug, Default)]
 pub struct RequestFlags {
-    /// `image_url`: a local file path, a `file://` URL, an http(s) URL or a data URI.
+    /// `image_url` (image-to-video apps only): a local file path, a `file://` URL, an
+    /// http(s) URL or a data URI.
     #[arg(long = "image-url", visible_alias = "image", value_name = "PATH|URL")]
     pub image_url: Option<String>,
+    /// `aspect_ratio` (text-to-video apps only): 16:9, 9:16 or 1:1 [default: 16:9].
+    #[arg(long, value_name = "RATIO")]
+    pub aspect_ratio: Option<String>,
     /// `prompt`.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -25,16 +32,18 @@ pub struct RequestFlags {
     /// at 30 fps.
     #[arg(long)]
     pub num_frames: Option<u32>,
-    /// `num_inference_steps` (8–50): stage-1 denoising steps.
+    /// `num_inference_steps`: stage-1 denoising steps (8–50, default 40; distilled apps
+    /// 2–16, default 12).
     #[arg(long)]
     pub num_inference_steps: Option<u32>,
-    /// `num_refine_inference_steps` (8–50): refinement schedule length.
+    /// `num_refine_inference_steps` (8–50): refinement schedule length (720p apps only).
     #[arg(long)]
     pub num_refine_inference_steps: Option<u32>,
     /// `guidance_scale` (1–10).
     #[arg(long)]
     pub guidance_scale: Option<f64>,
-    /// `fps` (1–60): frame rate written into the file.
+    /// `fps` (1–60): frame rate written into the file [default: the app's, 30 for 720p,
+    /// 15 for 480p].
     #[arg(long)]
     pub fps: Option<u32>,
     /// `seed` (random when absent; printed at the end).
@@ -75,6 +84,7 @@ impl RequestFlags {
         };
         let s = |v: &Option<String>| v.clone().map(Value::from);
         put("image_url", s(&self.image_url));
+        put("aspect_ratio", s(&self.aspect_ratio));
         put("prompt", s(&self.prompt));
         put("negative_prompt", s(&self.negative_prompt));
         put("num_frames", self.num_frames.map(Value::from));
@@ -173,6 +183,163 @@ pub fn ignored_notes(input: &I2vInput) -> Vec<&'static str> {
     notes
 }
 
+/// A request body parsed for one app.
+#[derive(Debug)]
+pub struct AppInput {
+    /// The app.
+    pub app: App,
+    /// The fields every app shares with the 720p image-to-video schema (for a
+    /// text-to-video app `image_url` is not one of them and is never read).
+    pub input: I2vInput,
+    /// `aspect_ratio` (text-to-video).
+    pub aspect_ratio: AspectRatio,
+}
+
+impl AppInput {
+    /// The pipeline request; `image` is the decoded `image_url` of an image-to-video app.
+    pub fn to_generation_request(&self, image: Option<RgbImage>) -> GenerationRequest {
+        let i = &self.input;
+        GenerationRequest {
+            app: self.app,
+            image,
+            aspect_ratio: self.aspect_ratio,
+            prompt: i.prompt.clone(),
+            negative_prompt: i.negative_prompt.clone(),
+            num_frames: i.num_frames,
+            num_inference_steps: i.num_inference_steps,
+            num_refine_inference_steps: i.num_refine_inference_steps,
+            guidance_scale: i.guidance_scale as f32,
+            seed: i.resolve_seed(),
+            acceleration: i.acceleration,
+        }
+    }
+}
+
+/// Fields of the 720p image-to-video body that `app` does not have, with why.
+fn foreign_fields(app: App) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if !app.takes_image() {
+        out.push(("image_url", "text-to-video starts from the prompt alone"));
+    }
+    if app.distilled {
+        let why = "distilled apps always run the cfg_step LoRA without guidance";
+        out.extend([
+            ("negative_prompt", why),
+            ("guidance_scale", why),
+            ("acceleration", why),
+        ]);
+    }
+    if !app.refines() {
+        out.push((
+            "num_refine_inference_steps",
+            "480p apps have no refinement stage",
+        ));
+    }
+    out
+}
+
+/// Parses and validates `body` for `app`: the shared fields through `longcat-api` (as for
+/// the 720p image-to-video app), the per-app ones here: fields the app does not have are
+/// refused, `aspect_ratio` (text-to-video only), the distilled `num_inference_steps` range
+/// and default, and `fps` defaulting to the app's native rate. Errors list every bad field.
+pub fn parse_for_app(app: App, body: &Value) -> anyhow::Result<AppInput> {
+    let Value::Object(map) = body else {
+        bail!("invalid request:\n  body: must be a JSON object");
+    };
+    let mut map = map.clone();
+    let mut errors = Vec::new();
+    for (field, why) in foreign_fields(app) {
+        if map.remove(field).is_some() {
+            errors.push(format!("  {field}: not a field of {app} ({why})"));
+        }
+    }
+    let aspect_ratio = match map.remove("aspect_ratio") {
+        None => AspectRatio::default(),
+        Some(_) if app.takes_image() => {
+            errors.push(format!(
+                "  aspect_ratio: not a field of {app} (the video takes the image's shape)"
+            ));
+            AspectRatio::default()
+        }
+        Some(v) => match v.as_str().map(str::parse::<AspectRatio>) {
+            Some(Ok(a)) => a,
+            _ => {
+                errors.push(format!(
+                    "  aspect_ratio: Input should be {}",
+                    AspectRatio::WIRE_NAMES
+                        .iter()
+                        .map(|n| format!("'{n}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                AspectRatio::default()
+            }
+        },
+    };
+    let distilled_steps = if app.distilled {
+        let (lo, hi) = limits::DISTILLED_NUM_INFERENCE_STEPS;
+        match map.remove("num_inference_steps") {
+            None => Some(limits::DEFAULT_DISTILLED_NUM_INFERENCE_STEPS),
+            Some(v) => match v.as_u64() {
+                Some(n) if (u64::from(lo)..=u64::from(hi)).contains(&n) => Some(n as u32),
+                _ => {
+                    errors.push(format!(
+                        "  num_inference_steps: Input should be an integer from {lo} to {hi} \
+                         for {app}"
+                    ));
+                    None
+                }
+            },
+        }
+    } else {
+        None
+    };
+    map.entry("fps")
+        .or_insert_with(|| Value::from(app.native_fps()));
+    if !app.takes_image() {
+        // The shared schema requires `image_url`; text-to-video has none, so an empty data
+        // URI stands in for the validation only (it is never fetched or decoded).
+        map.insert("image_url".into(), Value::from("data:,"));
+    }
+    let parsed = parse(&Value::Object(map));
+    let mut input = match parsed {
+        Ok(input) if errors.is_empty() => input,
+        Ok(_) => bail!("invalid request:\n{}", errors.join("\n")),
+        Err(e) => {
+            let text = e.to_string();
+            let theirs = text.strip_prefix("invalid request:\n").unwrap_or(&text);
+            errors.push(theirs.to_string());
+            bail!("invalid request:\n{}", errors.join("\n"))
+        }
+    };
+    if let Some(steps) = distilled_steps {
+        input.num_inference_steps = steps;
+        input.guidance_scale = 1.0;
+        input.negative_prompt.clear();
+    }
+    if !app.takes_image() {
+        input.image_url.clear();
+    }
+    Ok(AppInput {
+        app,
+        input,
+        aspect_ratio,
+    })
+}
+
+/// `--app`: an app id (`fal-ai/longcat-video/distilled/text-to-video/480p`) or its path
+/// after `fal-ai/longcat-video/` (`distilled/text-to-video/480p`).
+pub fn parse_app(s: &str) -> Result<App, String> {
+    let s = s.trim().trim_matches('/');
+    App::ALL
+        .into_iter()
+        .find(|a| a.id() == s || a.path() == s)
+        .ok_or_else(|| {
+            let ids: Vec<&str> = App::ALL.iter().map(|a| a.id()).collect();
+            format!("unknown app `{s}`; one of: {}", ids.join(", "))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,5 +385,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(missing.contains("image_url"), "{missing}");
+    }
+
+    fn body(fields: serde_json::Value) -> Value {
+        fields
+    }
+
+    #[test]
+    fn every_app_id_and_path_parses() {
+        for app in App::ALL {
+            assert_eq!(parse_app(app.id()), Ok(app));
+            assert_eq!(parse_app(app.path()), Ok(app));
+        }
+        let err = parse_app("fal-ai/longcat-video/image-to-video").unwrap_err();
+        assert!(err.contains("distilled/text-to-video/480p"), "{err}");
+    }
+
+    #[test]
+    fn per_app_fields_and_defaults() {
+        let t2v = parse_app("distilled/text-to-video/480p").unwrap();
+        let a = parse_for_app(t2v, &body(serde_json::json!({"aspect_ratio": "9:16"}))).unwrap();
+        assert_eq!(a.aspect_ratio, AspectRatio::Portrait);
+        assert_eq!(a.input.num_inference_steps, 12, "distilled default");
+        assert_eq!(a.input.fps, 15, "480p default fps");
+        let r = a.to_generation_request(None);
+        assert_eq!((r.app, r.image.is_none()), (t2v, true));
+        assert_eq!(r.guidance_scale, 1.0);
+
+        let i2v720 = App::DEFAULT;
+        let url = "https://example.com/a.png";
+        let a = parse_for_app(i2v720, &body(serde_json::json!({"image_url": url}))).unwrap();
+        assert_eq!((a.input.fps, a.input.num_inference_steps), (30, 40));
+
+        let err = parse_for_app(
+            t2v,
+            &body(serde_json::json!({
+                "image_url": url, "guidance_scale": 2.0, "num_inference_steps": 20,
+                "num_refine_inference_steps": 10, "aspect_ratio": "4:3", "num_frames": 5
+            })),
+        )
+        .unwrap_err()
+        .to_string();
+        for field in [
+            "image_url",
+            "guidance_scale",
+            "num_inference_steps",
+            "num_refine_inference_steps",
+            "aspect_ratio",
+            "num_frames",
+        ] {
+            assert!(err.contains(&format!("  {field}:")), "{field}: {err}");
+        }
+        let err = parse_for_app(
+            i2v720,
+            &body(serde_json::json!({"image_url": url, "aspect_ratio": "1:1"})),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("aspect_ratio"), "{err}");
+        let err = parse_for_app(
+            App::from_id("fal-ai/longcat-video/image-to-video/480p").unwrap(),
+            &body(serde_json::json!({})),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("image_url"), "{err}");
     }
 }

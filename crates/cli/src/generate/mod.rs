@@ -1,5 +1,6 @@
-//! `longcat generate`: one image-to-video request from the command line, through the same
-//! generator and encoder the server uses.
+//! `longcat generate`: one request to any of the LongCat-Video apps (`--app`, default
+//! image-to-video/720p) from the command line, through the same generator and encoder the
+//! server uses.
 
 mod image;
 mod input;
@@ -21,13 +22,17 @@ use longcat_worker::prompt_expansion::{expand_or_keep, Expanded};
 use longcat_worker::safety::{OutputCheck, SafetyLayer};
 use longcat_worker::PromptExpansionLayer;
 
-use input::{request_body, RequestFlags};
+use input::{parse_app, parse_for_app, request_body, RequestFlags};
 use sink::EncodingSink;
 
 /// Arguments of `longcat generate`: the endpoint's JSON fields as flags, plus where the
 /// weights are and where the video goes.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
+    /// The app: `fal-ai/longcat-video/{text-to-video,image-to-video}/{480p,720p}` or
+    /// `fal-ai/longcat-video/distilled/...`, or the part after `fal-ai/longcat-video/`.
+    #[arg(long, value_name = "ID", default_value = longcat_core::App::DEFAULT.id(), value_parser = parse_app)]
+    app: longcat_core::App,
     #[command(flatten)]
     flags: RequestFlags,
     /// A file holding exactly the endpoint's JSON request body (flags override its fields).
@@ -62,16 +67,28 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let body = request_body(args.input_json.as_deref(), &args.flags)?;
-    let mut parsed = input::parse(&body)?;
-    let image = image::load(&parsed.image_url)?;
+    let mut app_input = parse_for_app(args.app, &body)?;
+    let image = if args.app.takes_image() {
+        Some(image::load(&app_input.input.image_url)?)
+    } else {
+        None
+    };
+    let parsed = &mut app_input.input;
     let checker = safety::checker(&args.safety, parsed.enable_safety_checker)?;
-    if let Some(checker) = &checker {
-        safety::check_input(checker, &image, &parsed.image_url)?;
+    if let (Some(checker), Some(image)) = (&checker, &image) {
+        safety::check_input(checker, image, &parsed.image_url)?;
     }
     if parsed.enable_prompt_expansion {
-        parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, &image)?;
+        let Some(image) = &image else {
+            anyhow::bail!(
+                "enable_prompt_expansion: prompt expansion reads the condition image; {} has none",
+                args.app
+            );
+        };
+        parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, image)?;
     }
-    let request = parsed.to_generation_request(image);
+    let request = app_input.to_generation_request(image);
+    let parsed = &app_input.input;
     let options = VideoOptions {
         output_type: parsed.video_output_type,
         quality: parsed.video_quality,
@@ -86,7 +103,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             options.output_type.extension()
         ))
     });
-    for note in input::ignored_notes(&parsed) {
+    for note in input::ignored_notes(parsed) {
         eprintln!("note: {note}");
     }
 
