@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use longcat_model::checkpoint::{Checkpoint, Component, TrackedWeights};
 use longcat_model::dit::{DitConfig, LongCatDit};
+use longcat_model::lora::LoraMode;
 use longcat_model::tokenizer::{PromptTokenizer, DEFAULT_MAX_LENGTH};
 use longcat_model::vae::{VaeConfig, VaeTiling, WanVae};
 use longcat_model::ModelError;
@@ -124,9 +125,21 @@ pub fn into_engine(
     Engine {
         text: Umt5PromptEncoder::from_managed(n.text_encoder, n.tokenizer, device.clone()),
         vae: WanVaeCodec::new(n.vae),
-        dit: DitDenoiser::new(n.dit),
+        dit: DitDenoiser::new(n.dit).with_lora_mode(lora_mode_for(device)),
         config: n.config,
         device: device.clone(),
+    }
+}
+
+/// How LoRAs are applied on `device`: unmerged on the CPU (the official form, which the f32
+/// goldens pin), fused on a GPU (one GEMM per layer call with the LoRA folded into the weight:
+/// at the DiT's token counts it costs fewer FLOPs and no extra pass over the outputs, see
+/// `docs/benchmarks.md`).
+pub fn lora_mode_for(device: &Device) -> LoraMode {
+    if device.is_cpu() {
+        LoraMode::Unmerged
+    } else {
+        LoraMode::Fused
     }
 }
 
