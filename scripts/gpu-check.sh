@@ -5,8 +5,8 @@
 #   env.txt          GPU, driver, libraries found
 #   goldens-f32.txt  every golden on CUDA in f32, judged at the CPU tolerances
 #   goldens-bf16.txt every golden on CUDA in bf16, each tensor's drift reported
-#   dit.txt          the full-size DiT: one stage-1 and one refinement step, TFLOP/s, peak
-#                    GPU memory (nvidia-smi every 200 ms)
+#   dit.txt          the full-size DiT: one stage-1 and one refinement step (and that step
+#                    with a rank-128 LoRA, unmerged and fused), TFLOP/s, peak GPU memory (nvidia-smi every 200 ms)
 #   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
 #                    reference on random inputs, then their times at the official shapes
 # A short table is printed last. Exit status: non-zero if any check failed.

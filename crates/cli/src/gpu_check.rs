@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use longcat_model::attention::{self, Kernel};
 use longcat_model::bsa::BsaParams;
 use longcat_model::dit::{DitConfig, LongCatDit, TextInput};
+use longcat_model::lora::{LoraLayer, LoraMode, LoraWeights};
 
 /// Relative error a bf16 kernel may show against the f32 reference (bf16 operands land
 /// between 1e-3 and 1e-2; the probabilities are rounded to bf16 before P·V).
@@ -39,7 +40,8 @@ pub enum Section {
     /// Block-sparse attention: ragged and empty selections, then the refinement shape.
     Bsa,
     /// The full-size DiT (48 blocks, random bf16 weights drawn on the GPU): one stage-1 step
-    /// (480x832, 93 frames, batch 2 for CFG) and one refinement step (704x1280, BSA 0.9375).
+    /// (480x832, 93 frames, batch 2 for CFG) and one refinement step (704x1280, BSA 0.9375),
+    /// that step again with a random rank-128 LoRA, unmerged and fused.
     Dit,
 }
 
@@ -433,7 +435,58 @@ fn time_dit(dev: &Device) -> Result<()> {
         secs,
         flops,
     );
+
+    // The same step with a rank-128 LoRA on every block's linear layers (as the refinement
+    // LoRA), applied unmerged (the official form) and fused into the GEMM (our GPU default).
+    dit.register_lora("refinement", random_block_lora(&cfg, 128, dev)?)?;
+    for (mode, name) in [(LoraMode::Unmerged, "unmerged"), (LoraMode::Fused, "fused")] {
+        dit.enable_loras(&[("refinement".to_string(), 1.0)], mode)?;
+        let secs = time_forward(dev, || {
+            let text = TextInput {
+                states: &y,
+                mask: Some(&mask),
+            };
+            Ok(dit.forward(&x, &ts, text, cond)?)
+        })?;
+        report_step(
+            &format!("refinement step with a rank-128 LoRA, {name} (FLOPs without the LoRA)"),
+            secs,
+            flops,
+        );
+        dit.disable_loras()?;
+    }
     Ok(())
+}
+
+/// A random rank-`rank` LoRA (bf16, drawn on `dev`) over every block's attention,
+/// cross-attention and FFN linears: the refinement LoRA's block targets.
+fn random_block_lora(cfg: &DitConfig, rank: usize, dev: &Device) -> Result<LoraWeights> {
+    let (c, f) = (cfg.hidden_size, cfg.ffn_hidden());
+    let factor = |rows: usize, cols: usize| -> Result<Tensor> {
+        Ok((Tensor::randn(0f32, 1.0, (rows, cols), dev)? * 0.01)?.to_dtype(DType::BF16)?)
+    };
+    let mut weights = LoraWeights::default();
+    for i in 0..cfg.depth {
+        for (name, inp, out) in [
+            ("attn.qkv", c, 3 * c),
+            ("attn.proj", c, c),
+            ("cross_attn.q_linear", c, c),
+            ("cross_attn.kv_linear", c, 2 * c),
+            ("ffn.w1", c, f),
+            ("ffn.w3", c, f),
+            ("ffn.w2", f, c),
+        ] {
+            weights.layers.insert(
+                format!("blocks.{i}.{name}"),
+                LoraLayer {
+                    down: factor(rank, inp)?,
+                    ups: vec![factor(out, rank)?],
+                    alpha_scale: 0.5,
+                },
+            );
+        }
+    }
+    Ok(weights)
 }
 
 #[cfg(test)]
