@@ -56,10 +56,19 @@ pub const I2V_720P: Price = Price {
     usd_per_second: 0.025,
     billing_fps: 30.0,
 };
-/// The distilled apps' share of the base price: no fal page for them was found; Venice
-/// prices LongCat distilled at $0.0177/s against $0.0507/s for the full model (0.35), which
-/// this applies to the base app of the same task and resolution.
-pub const DISTILLED_FACTOR: f64 = 0.35;
+/// The distilled 720p apps' price: $0.014 per second at 30 fps. No fal page for the
+/// distilled apps was found; Venice prices LongCat distilled at $0.0177/s against $0.0507/s
+/// for the full model (a factor of 0.35), applied to $0.04 and rounded to a tenth of a cent.
+pub const DISTILLED_720P: Price = Price {
+    usd_per_second: 0.014,
+    billing_fps: 30.0,
+};
+/// The distilled 480p apps' price: $0.009 per second at 15 fps (0.35 × $0.025, rounded up to
+/// a tenth of a cent; see [`DISTILLED_720P`]).
+pub const DISTILLED_480P: Price = Price {
+    usd_per_second: 0.009,
+    billing_fps: 15.0,
+};
 
 /// Price of each app; [`Default`] is the table documented in docs/server.md#pricing.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,19 +89,13 @@ impl Default for PriceTable {
 /// The default price of `app` (see [`PriceTable`]).
 pub fn default_price(app: App) -> Price {
     use longcat_core::{Resolution, Task};
-    let base = match (app.task, app.resolution) {
-        (Task::ImageToVideo, Resolution::P720) => I2V_720P,
-        (Task::TextToVideo, Resolution::P720) => T2V_720P,
+    match (app.distilled, app.task, app.resolution) {
+        (true, _, Resolution::P720) => DISTILLED_720P,
+        (true, _, Resolution::P480) => DISTILLED_480P,
+        (false, Task::ImageToVideo, Resolution::P720) => I2V_720P,
+        (false, Task::TextToVideo, Resolution::P720) => T2V_720P,
         // No text-to-video/480p page found: priced as image-to-video/480p.
-        (_, Resolution::P480) => I2V_480P,
-    };
-    if app.distilled {
-        Price {
-            usd_per_second: base.usd_per_second * DISTILLED_FACTOR,
-            ..base
-        }
-    } else {
-        base
+        (false, _, Resolution::P480) => I2V_480P,
     }
 }
 
