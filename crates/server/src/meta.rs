@@ -107,6 +107,13 @@ pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
         _ => caller.key_id,
     };
     let summary = state.store.usage(key_id.as_deref()).await?;
+    let mut apps = serde_json::Map::new();
+    for (endpoint, u) in state.store.usage_by_endpoint(key_id.as_deref()).await? {
+        apps.insert(
+            endpoint,
+            json!({"requests": u.requests, "billable_seconds": u.billable_seconds, "cost_usd": u.cost_usd}),
+        );
+    }
     Ok(json_response(
         StatusCode::OK,
         json!({
@@ -115,6 +122,7 @@ pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
             "billable_seconds": summary.billable_seconds,
             "cost_usd": summary.cost_usd,
             "price": {"usd_per_second": longcat_api::cost::USD_PER_SECOND, "billing_fps": longcat_api::cost::BILLING_FPS},
+            "apps": apps,
             "prices": state.prices.to_json(),
         }),
     ))

@@ -97,6 +97,16 @@ async fn every_app_submits_runs_and_answers_under_fal_urls() {
         "{usage}"
     );
     assert_eq!(usage["prices"], prices.to_json());
+    // Per app: two requests each (queue and sync), at that app's price.
+    for app in App::ALL {
+        let u = &usage["apps"][app.id()];
+        assert_eq!(u["requests"], 2, "{app}: {usage}");
+        let want = 2.0 * prices.cost_usd(app, 17);
+        assert!(
+            (u["cost_usd"].as_f64().unwrap() - want).abs() < 1e-12,
+            "{app}"
+        );
+    }
     s.handle.shutdown().await;
 }
 
