@@ -3,7 +3,8 @@
 Usage: chat_endpoint.py PORT. Answers POST /v1/chat/completions with
 "Expanded: <the user's text part>" after checking that the request has the shape the server
 must send (model, a system message, a user message with a text part and a JPEG data-URI image
-part); a request without that shape gets HTTP 400, so the caller sees the difference.
+part, or the text part alone for the text-to-video apps); a request without that shape gets
+HTTP 400, so the caller sees the difference.
 """
 
 import json
@@ -20,10 +21,12 @@ class Handler(BaseHTTPRequestHandler):
             assert body["model"], "model"
             system, user = body["messages"]
             assert system["role"] == "system" and system["content"], "system message"
-            text, image = user["content"]
+            text, *image = user["content"]
             assert text["type"] == "text", "text part"
-            assert image["type"] == "image_url", "image part"
-            assert image["image_url"]["url"].startswith("data:image/jpeg;base64,"), "jpeg"
+            assert len(image) <= 1, "one image part at most"
+            for part in image:
+                assert part["type"] == "image_url", "image part"
+                assert part["image_url"]["url"].startswith("data:image/jpeg;base64,"), "jpeg"
         except (AssertionError, KeyError, ValueError, TypeError) as e:
             self.answer(400, {"error": {"message": "unexpected request: %s" % e}})
             return

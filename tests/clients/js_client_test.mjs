@@ -34,6 +34,29 @@ const fal = proxied(KEY);
 
 function assert(cond, msg) { if (!cond) throw new Error("assertion failed: " + msg); }
 
+// Every app this server runs (fal's ids; image-to-video/720p is APP).
+const APPS = ["", "distilled/"].flatMap((d) => ["text-to-video", "image-to-video"]
+  .flatMap((task) => ["480p", "720p"].map((res) => `fal-ai/longcat-video/${d}${task}/${res}`)));
+
+// A small valid input of `app` (fal's per-app fields).
+function appInput(app, numFrames) {
+  const input = {
+    prompt: "a red ball rolling", num_frames: numFrames, seed: 4,
+    num_inference_steps: app.includes("/distilled/") ? 4 : 8,
+  };
+  if (app.includes("/image-to-video/")) input.image_url = IMAGE_URI;
+  else input.aspect_ratio = "9:16";
+  if (app.endsWith("/720p")) input.num_refine_inference_steps = 8;
+  return input;
+}
+
+// [frames, fps] of an app's video: 480p is stage 1 (4k+1 frames at 15 fps), 720p is refined
+// (twice as many at 30 fps).
+function expectedFrames(app, numFrames) {
+  const snapped = Math.floor(numFrames / 4) * 4 + 1;
+  return app.endsWith("/720p") ? [2 * snapped, 30] : [snapped, 15];
+}
+
 async function checkVideo(file, codec = "h264") {
   assert(file && file.url && file.content_type && file.file_name, JSON.stringify(file));
   let data;
@@ -49,17 +72,18 @@ async function checkVideo(file, codec = "h264") {
   const path = join(dir, file.file_name);
   writeFileSync(path, data);
   const out = JSON.parse(execFileSync("ffprobe", ["-v", "error", "-select_streams", "v:0",
-    "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames", "-of", "json", path],
+    "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames,r_frame_rate", "-of", "json", path],
   { timeout: 60000 }).toString());
   const stream = out.streams[0];
   assert(stream.codec_name === codec, JSON.stringify(stream));
   assert(Number(stream.nb_read_frames) > 0, JSON.stringify(stream));
+  return stream;
 }
 
-async function waitCompleted(client, requestId, timeoutMs = 120000) {
+async function waitCompleted(client, requestId, timeoutMs = 120000, app = APP) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const st = await client.queue.status(APP, { requestId, logs: true });
+    const st = await client.queue.status(app, { requestId, logs: true });
     if (st.status === "COMPLETED") return st;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -136,6 +160,42 @@ const tests = {
       return;
     }
     throw new Error("a wrong key was accepted");
+  },
+  async everyAppFrameCountAndFps() {
+    const failures = [];
+    for (const app of APPS) {
+      try {
+        // Submit, status and result as the client builds them for a 3-segment app id.
+        const { request_id: id } = await fal.queue.submit(app, { input: appInput(app, 18) });
+        const st = await waitCompleted(fal, id, 120000, app);
+        assert(!st.error, JSON.stringify(st));
+        const res = await fal.queue.result(app, { requestId: id });
+        const stream = await checkVideo(res.data.video);
+        const [frames, fps] = expectedFrames(app, 18);
+        const got = [Number(stream.nb_read_frames), stream.r_frame_rate];
+        assert(got[0] === frames && got[1] === `${fps}/1`,
+          `${JSON.stringify(got)} != ${JSON.stringify([frames, fps])}`);
+      } catch (e) {
+        failures.push(`${app}: ${e.message || e}`);
+      }
+    }
+    assert(failures.length === 0, failures.join("\n"));
+  },
+  async everyAppValidatesItsFields() {
+    for (const app of APPS) {
+      const input = appInput(app, 18);
+      const required = app.includes("/image-to-video/") ? "image_url" : "prompt";
+      delete input[required];
+      try {
+        await fal.run(app, { input });
+      } catch (e) {
+        assert(e instanceof ValidationError, `${app}: not a ValidationError: ${e}`);
+        assert(e.status === 422, `${app}: status ${e.status}`);
+        assert(e.getFieldErrors(required).length === 1, `${app}: ${JSON.stringify(e.body)}`);
+        continue;
+      }
+      throw new Error(`${app} accepted a body without ${required}`);
+    }
   },
   async blobInputIsUploaded() {
     const blob = new Blob([IMAGE], { type: "image/png" });

@@ -222,6 +222,30 @@ def run(driver):
     assert not bad, bad
     print("ok  no CSP violations (%d console entries)" % len(logs))
 
+    # Another app's page builds its form from that app's own document.
+    t2v = "fal-ai/longcat-video/distilled/text-to-video/480p"
+    driver.get(BASE + "/playground/" + t2v)
+    wait(driver, "the text-to-video form", lambda d: d.find_element(
+        By.TAG_NAME, "body").get_attribute("data-ready") == "1", 30)
+    assert driver.find_element(By.ID, "app-id").text == t2v
+    names = {el.get_attribute("name") for el in driver.find_elements(
+        By.CSS_SELECTOR, "#input-form [name]")}
+    assert {"prompt", "aspect_ratio", "num_inference_steps"} <= names, names
+    assert not names & {"image_url", "guidance_scale", "negative_prompt",
+                        "num_refine_inference_steps"}, names
+    assert float(field(driver, "fps").get_attribute("value")) == 15
+    assert float(field(driver, "num_inference_steps").get_attribute("value")) == 12
+    # A text-to-video job from the page: no image, stage 1 only (480p).
+    set_value(driver, "prompt", "a red ball rolling")
+    set_value(driver, "num_frames", 17)
+    set_value(driver, "num_inference_steps", 2)
+    driver.find_element(By.ID, "submit").click()
+    wait(driver, "the text-to-video job", lambda d: state(d) in ("COMPLETED", "FAILED", "CANCELLED"), 300)
+    assert state(driver) == "COMPLETED", driver.find_element(By.ID, "job-error").text
+    stages = [e.get_attribute("data-stage") for e in driver.find_elements(By.CSS_SELECTOR, "#progress .stage")]
+    assert "refine" not in stages and "encode_image" not in stages, stages
+    print("ok  %s page: its own fields and defaults; job completed (%s)" % (t2v, stages))
+
 
 def main():
     driver = browser()

@@ -36,10 +36,10 @@ SMALL = {"image_url": IMAGE_URI, "prompt": "a red ball rolling", "num_frames": 1
 
 
 def ffprobe(path):
-    """Returns (codec, frame count) of the first video stream, failing if unplayable."""
+    """Returns the first video stream (codec, frame count, size, rate), failing if unplayable."""
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames",
-         "-show_entries", "stream=codec_name,nb_read_frames,width,height",
+         "-show_entries", "stream=codec_name,nb_read_frames,width,height,r_frame_rate",
          "-of", "json", path],
         check=True, capture_output=True, text=True, timeout=60).stdout
     stream = json.loads(out)["streams"][0]
@@ -198,6 +198,82 @@ def test_content_policy_violation():
     # The switch off skips the check.
     result = fal_client.subscribe(APP, arguments=dict(flagged, enable_safety_checker=False))
     check_video(result["video"])
+
+
+# Every app this server runs (fal's ids; image-to-video/720p is APP).
+APPS = ["fal-ai/longcat-video/%s%s/%s" % (d, task, res)
+        for d in ("", "distilled/") for task in ("text-to-video", "image-to-video")
+        for res in ("480p", "720p")]
+
+
+def app_arguments(app, num_frames):
+    """A small valid input of `app` (fal's per-app fields: no image for text-to-video, no
+    refinement steps for 480p, 2..16 steps for distilled)."""
+    args = {"prompt": "a red ball rolling", "num_frames": num_frames, "seed": 9,
+            "num_inference_steps": 4 if "/distilled/" in app else 8}
+    if "/image-to-video/" in app:
+        args["image_url"] = IMAGE_URI
+    else:
+        args["aspect_ratio"] = "1:1"
+    if app.endswith("/720p"):
+        args["num_refine_inference_steps"] = 8
+    return args
+
+
+def expected_frames(app, num_frames):
+    """(frames, fps) an app's video has: 480p is stage 1 (4k+1 frames at 15 fps), 720p is
+    refined (twice as many at 30 fps)."""
+    snapped = num_frames // 4 * 4 + 1
+    return (2 * snapped, 30) if app.endswith("/720p") else (snapped, 15)
+
+
+def test_every_app_frame_count_and_fps():
+    failures = []
+    for app in APPS:
+        try:
+            result = fal_client.subscribe(app, arguments=app_arguments(app, 18))
+            stream = check_video(result["video"])
+            frames, fps = expected_frames(app, 18)
+            got = (int(stream["nb_read_frames"]), stream["r_frame_rate"])
+            assert got == (frames, "%d/1" % fps), (app, got, (frames, fps))
+        except Exception as e:  # report every app, not only the first
+            failures.append("%s: %r" % (app, e))
+    assert not failures, "\n".join(failures)
+
+
+def test_every_app_validates_its_fields():
+    for app in APPS:
+        bad = app_arguments(app, 18)
+        bad.pop("image_url" if "/image-to-video/" in app else "prompt")
+        try:
+            fal_client.run(app, arguments=bad)
+        except fal_client.client.FalClientHTTPError as e:
+            assert e.status_code == 422, (app, e.status_code)
+            want = "image_url" if "/image-to-video/" in app else "prompt"
+            assert [d["loc"] for d in e.message] == [["body", want]], (app, e.message)
+            assert e.message[0]["type"] == "missing", (app, e.message)
+        else:
+            raise AssertionError("%s accepted a body without its required field" % app)
+    # Distilled apps take 2..16 steps.
+    app = "fal-ai/longcat-video/distilled/text-to-video/480p"
+    try:
+        fal_client.run(app, arguments=dict(app_arguments(app, 18), num_inference_steps=20))
+    except fal_client.client.FalClientHTTPError as e:
+        assert e.status_code == 422 and e.message[0]["ctx"] == {"le": 16}, e.message
+    else:
+        raise AssertionError("20 distilled steps were accepted")
+
+
+def test_text_to_video_queue_status_and_prompt_expansion():
+    app = "fal-ai/longcat-video/text-to-video/480p"
+    handle = fal_client.submit(app, arguments=dict(app_arguments(app, 17),
+                                                   enable_prompt_expansion=True))
+    done = wait_status(handle, fal_client.Completed)
+    assert done.error is None, done
+    result = handle.get()
+    # The chat endpoint answers a text-only request (no image for text-to-video).
+    assert result["prompt"] == "Expanded: a red ball rolling", result["prompt"]
+    assert fal_client.result(app, handle.request_id) == result
 
 
 def main():

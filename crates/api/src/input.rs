@@ -1,6 +1,6 @@
-//! The endpoint's input, `I2vInput`, with fal's defaults and ranges.
+//! The apps' input, [`AppInput`], with fal's per-app fields, defaults and ranges.
 
-use longcat_core::Acceleration;
+use longcat_core::{Acceleration, App, AspectRatio};
 use longcat_media::{VideoOptions, VideoOutputType, VideoQuality, VideoWriteMode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,34 +16,49 @@ pub const DEFAULT_NEGATIVE_PROMPT: &str = "Bright tones, overexposed, static, bl
 /// Inclusive ranges and defaults of the numeric fields (defined in `longcat-core`).
 pub use longcat_core::limits;
 
-/// Input of `fal-ai/longcat-video/image-to-video/720p` (every field of the fal schema).
+/// Input of one LongCat-Video app (every field of fal's schema for that app).
 ///
-/// Serde (de)serialization is strict and fills defaults; use [`crate::parse_input`] for
-/// request bodies, which applies fal's lax type coercions and reports all problems in the
-/// 422 shape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct I2vInput {
-    /// URL (http, https or data URI) of the condition image. Required.
+/// One struct holds the union of the eight apps' fields; [`AppInput::app`] says which app
+/// it is for, and [`fields`] which fields that app has: only those are read by
+/// [`crate::parse_value_for`], written by `Serialize` and checked by
+/// [`AppInput::validate`]. A field the app does not have keeps its default here and is not
+/// used: `image_url` is empty for text-to-video, `aspect_ratio` is ignored by
+/// image-to-video, `num_refine_inference_steps` by 480p, and `negative_prompt`,
+/// `guidance_scale` and `acceleration` by the distilled apps.
+///
+/// Serde deserialization is strict, fills the image-to-video/720p defaults and is for
+/// that app only; use [`crate::parse_input_for`] for request bodies, which applies fal's
+/// lax type coercions and reports all problems in the 422 shape.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AppInput {
+    /// The app this input is for (not a wire field: it comes from the request path).
+    #[serde(skip)]
+    pub app: App,
+    /// URL (http, https or data URI) of the condition image. Required by the
+    /// image-to-video apps; empty for text-to-video.
     pub image_url: String,
-    /// Text prompt.
+    /// Text prompt (required, without a default, by the text-to-video apps).
     #[serde(default = "default_prompt")]
     pub prompt: String,
-    /// Negative prompt.
+    /// Negative prompt (not in the distilled apps).
     #[serde(default = "default_negative_prompt")]
     pub negative_prompt: String,
+    /// Frame shape of the text-to-video apps.
+    #[serde(default)]
+    pub aspect_ratio: AspectRatio,
     /// Frames to generate at 15 fps (17..=961).
     #[serde(default = "default_num_frames")]
     pub num_frames: u32,
-    /// Stage-1 denoising steps (8..=50).
+    /// Stage-1 denoising steps (8..=50; distilled 2..=16).
     #[serde(default = "default_num_inference_steps")]
     pub num_inference_steps: u32,
-    /// Refinement steps (8..=50).
+    /// Refinement steps (8..=50; 720p apps only).
     #[serde(default = "default_num_refine_inference_steps")]
     pub num_refine_inference_steps: u32,
-    /// Classifier-free guidance scale (1..=10).
+    /// Classifier-free guidance scale (1..=10; not in the distilled apps).
     #[serde(default = "default_guidance_scale")]
     pub guidance_scale: f64,
-    /// Output frame rate (1..=60).
+    /// Output frame rate (1..=60; default 30 for 720p, 15 for 480p).
     #[serde(default = "default_fps")]
     pub fps: u32,
     /// Random seed; `None` picks one (returned in the output).
@@ -67,9 +82,103 @@ pub struct I2vInput {
     /// Return the video inline as a data URI instead of a stored file.
     #[serde(default)]
     pub sync_mode: bool,
-    /// Acceleration level.
+    /// Acceleration level (not in the distilled apps).
     #[serde(default)]
     pub acceleration: Acceleration,
+}
+
+/// The input of `fal-ai/longcat-video/image-to-video/720p` (the name this crate has always
+/// used; the same type as [`AppInput`]).
+pub type I2vInput = AppInput;
+
+/// Every input field of any app, in display order (the schema's `x-fal-order-properties`
+/// and the order of errors in a 422).
+pub const FIELD_ORDER: [&str; 17] = [
+    "image_url",
+    "prompt",
+    "negative_prompt",
+    "aspect_ratio",
+    "num_frames",
+    "num_inference_steps",
+    "num_refine_inference_steps",
+    "guidance_scale",
+    "fps",
+    "seed",
+    "enable_prompt_expansion",
+    "enable_safety_checker",
+    "video_output_type",
+    "video_quality",
+    "video_write_mode",
+    "sync_mode",
+    "acceleration",
+];
+
+/// Whether `app`'s schema has input field `field` (fal's per-app schemas: text-to-video has
+/// `aspect_ratio` and no `image_url`; 480p has no `num_refine_inference_steps`; distilled
+/// has no `negative_prompt`, `guidance_scale` or `acceleration`).
+pub fn has_field(app: App, field: &str) -> bool {
+    match field {
+        "image_url" => app.takes_image(),
+        "aspect_ratio" => !app.takes_image(),
+        "num_refine_inference_steps" => app.refines(),
+        "negative_prompt" | "guidance_scale" | "acceleration" => !app.distilled,
+        other => FIELD_ORDER.contains(&other),
+    }
+}
+
+/// The input fields of `app`, in display order.
+pub fn fields(app: App) -> Vec<&'static str> {
+    FIELD_ORDER
+        .into_iter()
+        .filter(|f| has_field(app, f))
+        .collect()
+}
+
+/// The required fields of `app`: `image_url` (image-to-video) or `prompt` (text-to-video).
+pub fn required_fields(app: App) -> &'static [&'static str] {
+    if app.takes_image() {
+        &["image_url"]
+    } else {
+        &["prompt"]
+    }
+}
+
+impl Serialize for AppInput {
+    /// The wire form: exactly the fields of the app's schema, in display order.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let names = fields(self.app);
+        let mut map = serializer.serialize_map(Some(names.len()))?;
+        for name in names {
+            match name {
+                "image_url" => map.serialize_entry(name, &self.image_url)?,
+                "prompt" => map.serialize_entry(name, &self.prompt)?,
+                "negative_prompt" => map.serialize_entry(name, &self.negative_prompt)?,
+                "aspect_ratio" => map.serialize_entry(name, &self.aspect_ratio)?,
+                "num_frames" => map.serialize_entry(name, &self.num_frames)?,
+                "num_inference_steps" => map.serialize_entry(name, &self.num_inference_steps)?,
+                "num_refine_inference_steps" => {
+                    map.serialize_entry(name, &self.num_refine_inference_steps)?
+                }
+                "guidance_scale" => map.serialize_entry(name, &self.guidance_scale)?,
+                "fps" => map.serialize_entry(name, &self.fps)?,
+                "seed" => map.serialize_entry(name, &self.seed)?,
+                "enable_prompt_expansion" => {
+                    map.serialize_entry(name, &self.enable_prompt_expansion)?
+                }
+                "enable_safety_checker" => {
+                    map.serialize_entry(name, &self.enable_safety_checker)?
+                }
+                "video_output_type" => map.serialize_entry(name, &self.video_output_type)?,
+                "video_quality" => map.serialize_entry(name, &self.video_quality)?,
+                "video_write_mode" => map.serialize_entry(name, &self.video_write_mode)?,
+                "sync_mode" => map.serialize_entry(name, &self.sync_mode)?,
+                "acceleration" => map.serialize_entry(name, &self.acceleration)?,
+                _ => {}
+            }
+        }
+        map.end()
+    }
 }
 
 fn default_prompt() -> String {
@@ -97,18 +206,35 @@ fn default_true() -> bool {
     true
 }
 
-impl I2vInput {
-    /// An input with the given image and every other field at its default.
+impl AppInput {
+    /// An image-to-video/720p input with the given image and every other field at its
+    /// default.
     pub fn new(image_url: impl Into<String>) -> Self {
         Self {
             image_url: image_url.into(),
-            prompt: default_prompt(),
+            ..Self::defaults(App::DEFAULT)
+        }
+    }
+
+    /// An input of `app` with every field at that app's default (`image_url` empty; the
+    /// text-to-video apps have no default `prompt`: it is empty here).
+    pub fn defaults(app: App) -> Self {
+        let l = limits::for_app(app);
+        Self {
+            app,
+            image_url: String::new(),
+            prompt: if app.takes_image() {
+                default_prompt()
+            } else {
+                String::new()
+            },
             negative_prompt: default_negative_prompt(),
+            aspect_ratio: AspectRatio::default(),
             num_frames: limits::DEFAULT_NUM_FRAMES,
-            num_inference_steps: limits::DEFAULT_NUM_INFERENCE_STEPS,
-            num_refine_inference_steps: limits::DEFAULT_NUM_REFINE_INFERENCE_STEPS,
+            num_inference_steps: l.default_num_inference_steps,
+            num_refine_inference_steps: l.default_num_refine_inference_steps,
             guidance_scale: limits::DEFAULT_GUIDANCE_SCALE,
-            fps: limits::DEFAULT_FPS,
+            fps: l.default_fps,
             seed: None,
             enable_prompt_expansion: false,
             enable_safety_checker: true,
@@ -120,12 +246,19 @@ impl I2vInput {
         }
     }
 
-    /// Checks ranges and the `image_url` scheme; all problems are reported together.
+    /// Checks the ranges of the app's fields and the `image_url` scheme; all problems are
+    /// reported together.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let app = self.app;
+        let l = limits::for_app(app);
         let mut errors = ValidationErrors::new();
-        check_image_url(&self.image_url, &mut errors);
+        if app.takes_image() {
+            check_image_url(&self.image_url, &mut errors);
+        }
         check_text("prompt", &self.prompt, &mut errors);
-        check_text("negative_prompt", &self.negative_prompt, &mut errors);
+        if has_field(app, "negative_prompt") {
+            check_text("negative_prompt", &self.negative_prompt, &mut errors);
+        }
         check_u32(
             "num_frames",
             self.num_frames,
@@ -135,28 +268,32 @@ impl I2vInput {
         check_u32(
             "num_inference_steps",
             self.num_inference_steps,
-            limits::NUM_INFERENCE_STEPS,
+            l.num_inference_steps,
             &mut errors,
         );
-        check_u32(
-            "num_refine_inference_steps",
-            self.num_refine_inference_steps,
-            limits::NUM_REFINE_INFERENCE_STEPS,
-            &mut errors,
-        );
-        let (lo, hi) = limits::GUIDANCE_SCALE;
-        if !self.guidance_scale.is_finite() || self.guidance_scale < lo {
-            errors.push(ValidationError::too_small(
-                "guidance_scale",
-                json!(lo),
-                json!(self.guidance_scale),
-            ));
-        } else if self.guidance_scale > hi {
-            errors.push(ValidationError::too_large(
-                "guidance_scale",
-                json!(hi),
-                json!(self.guidance_scale),
-            ));
+        if has_field(app, "num_refine_inference_steps") {
+            check_u32(
+                "num_refine_inference_steps",
+                self.num_refine_inference_steps,
+                l.num_refine_inference_steps,
+                &mut errors,
+            );
+        }
+        if has_field(app, "guidance_scale") {
+            let (lo, hi) = limits::GUIDANCE_SCALE;
+            if !self.guidance_scale.is_finite() || self.guidance_scale < lo {
+                errors.push(ValidationError::too_small(
+                    "guidance_scale",
+                    json!(lo),
+                    json!(self.guidance_scale),
+                ));
+            } else if self.guidance_scale > hi {
+                errors.push(ValidationError::too_large(
+                    "guidance_scale",
+                    json!(hi),
+                    json!(self.guidance_scale),
+                ));
+            }
         }
         check_u32("fps", self.fps, limits::FPS, &mut errors);
         errors.into_result()
@@ -172,14 +309,14 @@ impl I2vInput {
         }
     }
 
-    /// Seconds billed for this input (see [`crate::billable_seconds`]).
+    /// Seconds billed for this input at the default prices (see [`crate::cost`]).
     pub fn billable_seconds(&self) -> f64 {
-        crate::cost::billable_seconds(self.num_frames)
+        crate::cost::PriceTable::default().billable_seconds(self.app, self.num_frames)
     }
 
-    /// Estimated cost in USD (see [`crate::cost_usd`]).
+    /// Estimated cost in USD at the default prices (see [`crate::cost`]).
     pub fn estimated_cost_usd(&self) -> f64 {
-        crate::cost::cost_usd(self.billable_seconds())
+        crate::cost::PriceTable::default().cost_usd(self.app, self.num_frames)
     }
 }
 

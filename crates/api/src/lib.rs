@@ -1,11 +1,14 @@
-//! fal wire types for `fal-ai/longcat-video/image-to-video/720p`.
+//! fal wire types for the eight LongCat-Video apps (`fal-ai/longcat-video/...`, see
+//! [`App`]); `fal-ai/longcat-video/image-to-video/720p` is the default.
 //!
-//! * [`I2vInput`] (all fields, fal's defaults and ranges) with [`parse_input`], which applies
-//!   Pydantic's lax coercions and reports every problem as fal's 422 body ([`ValidationErrors`]);
+//! * [`AppInput`] (each app's fields, fal's defaults and ranges) with [`parse_input_for`],
+//!   which applies Pydantic's lax coercions and reports every problem as fal's 422 body
+//!   ([`ValidationErrors`]);
 //! * [`I2vOutput`] (`video: File`, `seed`, `prompt`);
 //! * [`RequestError`], fal's `{"detail", "error_type"}` infrastructure error;
 //! * queue wire types ([`queue`]): status bodies, log entries, submit response, webhook payload;
-//! * pricing ([`billable_seconds`], [`cost_usd`]) and the OpenAPI document ([`openapi_document`]).
+//! * pricing per app ([`PriceTable`]) and the OpenAPI documents ([`openapi_document_for_app`],
+//!   [`openapi_document_for`] for all apps).
 
 pub mod cost;
 pub mod error;
@@ -18,19 +21,20 @@ pub mod queue;
 pub mod request;
 pub mod validation;
 
-pub use cost::{billable_seconds, cost_usd};
+pub use cost::{billable_seconds, cost_usd, Price, PriceTable};
 pub use error::{error_types, RequestError};
 pub use failure::{failure_report, FailureReport};
-pub use input::I2vInput;
+pub use input::{AppInput, I2vInput};
+pub use longcat_core::App;
 pub use longcat_media::File;
-pub use openapi::{openapi_document, openapi_document_for};
+pub use openapi::{openapi_document, openapi_document_for, openapi_document_for_app};
 pub use output::I2vOutput;
-pub use parse::{parse_input, parse_value};
+pub use parse::{parse_input, parse_input_for, parse_value, parse_value_for};
 pub use request::random_seed;
 pub use validation::{ValidationError, ValidationErrors};
 
-/// The fal endpoint id this server implements.
-pub const ENDPOINT_ID: &str = "fal-ai/longcat-video/image-to-video/720p";
+/// The fal endpoint id this server has always implemented (the default app).
+pub const ENDPOINT_ID: &str = App::DEFAULT.id();
 
 /// Splits an endpoint id into `(owner/alias, sub-path)` as the fal clients do
 /// (`workflows`/`comfy` namespaces keep three segments), e.g.

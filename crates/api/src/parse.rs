@@ -1,17 +1,23 @@
-//! Request body → [`I2vInput`], with Pydantic's lax coercions and 422 errors naming the field.
+//! Request body → [`AppInput`] of one app, with Pydantic's lax coercions and 422 errors
+//! naming the field.
 //!
 //! fal's endpoints are Pydantic models: `"40"` is a valid integer, `40.0` too, `"true"` a
 //! valid boolean, unknown fields are ignored, and every problem is reported at once. This
 //! module does the same by walking the JSON object field by field.
 
-use longcat_core::WireEnum;
+use longcat_core::{App, WireEnum};
 use serde_json::{Map, Value};
 
-use crate::input::I2vInput;
+use crate::input::{has_field, AppInput, I2vInput, FIELD_ORDER};
 use crate::validation::{ValidationError, ValidationErrors};
 
-/// Parses and validates a raw JSON request body.
+/// Parses and validates a raw JSON request body of `fal-ai/longcat-video/image-to-video/720p`.
 pub fn parse_input(body: &[u8]) -> Result<I2vInput, ValidationErrors> {
+    parse_input_for(App::DEFAULT, body)
+}
+
+/// Parses and validates a raw JSON request body of `app`.
+pub fn parse_input_for(app: App, body: &[u8]) -> Result<AppInput, ValidationErrors> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ValidationError::body("missing", "Field required").into());
     }
@@ -21,11 +27,19 @@ pub fn parse_input(body: &[u8]) -> Result<I2vInput, ValidationErrors> {
                 .with_ctx(serde_json::json!({ "error": e.to_string() })),
         )
     })?;
-    parse_value(&value)
+    parse_value_for(app, &value)
 }
 
-/// Parses and validates an already decoded JSON body.
+/// Parses and validates an already decoded JSON body of
+/// `fal-ai/longcat-video/image-to-video/720p`.
 pub fn parse_value(value: &Value) -> Result<I2vInput, ValidationErrors> {
+    parse_value_for(App::DEFAULT, value)
+}
+
+/// Parses and validates an already decoded JSON body of `app`: only the app's fields are
+/// read (others are ignored, as Pydantic ignores unknown fields), the rest keep the app's
+/// defaults.
+pub fn parse_value_for(app: App, value: &Value) -> Result<AppInput, ValidationErrors> {
     let Value::Object(obj) = value else {
         return Err(ValidationError::body(
             "model_attributes_type",
@@ -35,21 +49,21 @@ pub fn parse_value(value: &Value) -> Result<I2vInput, ValidationErrors> {
         .into());
     };
     let mut errors = ValidationErrors::new();
-    let mut input = I2vInput::new(String::new());
+    let mut input = AppInput::defaults(app);
     let mut fields = Fields {
+        app,
         obj,
         errors: &mut errors,
     };
-    match obj.get("image_url") {
-        None => fields.errors.push(ValidationError::missing("image_url")),
-        Some(v) => {
-            if let Some(s) = fields.string_value("image_url", v) {
-                input.image_url = s;
-            }
+    for required in crate::input::required_fields(app) {
+        if !obj.contains_key(*required) {
+            fields.errors.push(ValidationError::missing(required));
         }
     }
+    fields.string("image_url", &mut input.image_url);
     fields.string("prompt", &mut input.prompt);
     fields.string("negative_prompt", &mut input.negative_prompt);
+    fields.choice("aspect_ratio", &mut input.aspect_ratio);
     fields.uint("num_frames", &mut input.num_frames);
     fields.uint("num_inference_steps", &mut input.num_inference_steps);
     fields.uint(
@@ -91,39 +105,29 @@ pub fn parse_value(value: &Value) -> Result<I2vInput, ValidationErrors> {
     errors.into_result().map(|()| input)
 }
 
-/// The input fields in display order (the schema's `x-fal-order-properties`, error order).
-pub(crate) const FIELD_ORDER: [&str; 16] = [
-    "image_url",
-    "prompt",
-    "negative_prompt",
-    "num_frames",
-    "num_inference_steps",
-    "num_refine_inference_steps",
-    "guidance_scale",
-    "fps",
-    "seed",
-    "enable_prompt_expansion",
-    "enable_safety_checker",
-    "video_output_type",
-    "video_quality",
-    "video_write_mode",
-    "sync_mode",
-    "acceleration",
-];
-
 fn field_rank(field: Option<&str>) -> usize {
     field
         .and_then(|f| FIELD_ORDER.iter().position(|x| *x == f))
         .unwrap_or(usize::MAX)
 }
 
-/// The object being read and the errors found so far.
+/// The object being read (only the app's fields of it) and the errors found so far.
 struct Fields<'a> {
+    app: App,
     obj: &'a Map<String, Value>,
     errors: &'a mut ValidationErrors,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// The value of `field` when the app has that field and the body sets it.
+    fn get(&self, field: &str) -> Option<&'a Value> {
+        if has_field(self.app, field) {
+            self.obj.get(field)
+        } else {
+            None
+        }
+    }
+
     fn type_error(&mut self, field: &str, error_type: &str, msg: &str, input: &Value) {
         self.errors
             .push(ValidationError::field(field, error_type, msg).with_input(input.clone()));
@@ -145,7 +149,7 @@ impl Fields<'_> {
     }
 
     fn string(&mut self, field: &str, out: &mut String) {
-        if let Some(v) = self.obj.get(field) {
+        if let Some(v) = self.get(field) {
             if let Some(s) = self.string_value(field, v) {
                 *out = s;
             }
@@ -197,7 +201,7 @@ impl Fields<'_> {
 
     /// An integer field stored as `u32`; out-of-range values become range errors.
     fn uint(&mut self, field: &str, out: &mut u32) {
-        let Some(v) = self.obj.get(field) else { return };
+        let Some(v) = self.get(field) else { return };
         let Some(i) = self.integer(field, v) else {
             return;
         };
@@ -212,10 +216,11 @@ impl Fields<'_> {
 
     /// Records a range error for values that do not fit the storage type.
     fn range_override(&mut self, field: &str, v: &Value, bound: &str) {
+        let l = crate::input::limits::for_app(self.app);
         let (lo, hi) = match field {
             "num_frames" => crate::input::limits::NUM_FRAMES,
-            "num_inference_steps" => crate::input::limits::NUM_INFERENCE_STEPS,
-            "num_refine_inference_steps" => crate::input::limits::NUM_REFINE_INFERENCE_STEPS,
+            "num_inference_steps" => l.num_inference_steps,
+            "num_refine_inference_steps" => l.num_refine_inference_steps,
             _ => crate::input::limits::FPS,
         };
         let e = if bound == "lower" {
@@ -227,7 +232,7 @@ impl Fields<'_> {
     }
 
     fn float(&mut self, field: &str, out: &mut f64) {
-        let Some(v) = self.obj.get(field) else { return };
+        let Some(v) = self.get(field) else { return };
         match v {
             Value::Number(n) => *out = n.as_f64().unwrap_or(f64::NAN),
             Value::Bool(b) => *out = f64::from(u8::from(*b)),
@@ -245,7 +250,7 @@ impl Fields<'_> {
     }
 
     fn seed(&mut self, out: &mut Option<u64>) {
-        let Some(v) = self.obj.get("seed") else {
+        let Some(v) = self.get("seed") else {
             return;
         };
         if v.is_null() {
@@ -274,7 +279,7 @@ impl Fields<'_> {
 
     /// Pydantic lax boolean.
     fn boolean(&mut self, field: &str, out: &mut bool) {
-        let Some(v) = self.obj.get(field) else { return };
+        let Some(v) = self.get(field) else { return };
         let parsed = match v {
             Value::Bool(b) => Some(*b),
             Value::Number(n) => match n.as_f64() {
@@ -315,7 +320,7 @@ impl Fields<'_> {
 
     /// One of the enum's wire names (the table in `longcat-core`).
     fn choice<T: WireEnum>(&mut self, field: &str, out: &mut T) {
-        let Some(v) = self.obj.get(field) else { return };
+        let Some(v) = self.get(field) else { return };
         match v.as_str().and_then(|s| s.parse::<T>().ok()) {
             Some(value) => *out = value,
             None => self.errors.push(ValidationError::not_in_enum(

@@ -131,6 +131,10 @@ pub(crate) struct FileConfig {
     max_large_bodies: Option<usize>,
     max_queue_depth: Option<u64>,
     retention_hours: Option<f64>,
+    /// Price of apps, by app id: `[prices."fal-ai/longcat-video/text-to-video/480p"]` with
+    /// `usd_per_second` and `billing_fps` (apps not named keep the defaults of
+    /// docs/server.md#pricing).
+    prices: Option<std::collections::BTreeMap<String, longcat_api::Price>>,
     /// The settings shared with `longcat worker`.
     #[serde(flatten)]
     pub(crate) worker: WorkerLayer,
@@ -293,6 +297,10 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
         Some(n) => n,
         None => defaults.max_large_bodies,
     };
+    let mut prices = longcat_api::PriceTable::default();
+    for (app, price) in file.prices.iter().flatten() {
+        prices.set(app, *price).map_err(anyhow::Error::msg)?;
+    }
     let mut allowed_hosts = args.allowed_hosts;
     allowed_hosts.extend(file.allowed_hosts.into_iter().flatten());
     let config = ServerConfig {
@@ -325,6 +333,7 @@ pub(crate) fn resolve(args: ServeArgs) -> Result<ServerConfig> {
             .or(file.max_queue_depth)
             .unwrap_or(defaults.max_queue_depth),
         webhook_key_file: Some(settings.webhook_key_file.clone()),
+        prices,
         ..defaults
     };
     if config.api_keys.is_empty() && !config.bind.is_loopback() {
@@ -506,5 +515,37 @@ mod tests {
         );
         let off = resolve_args(&["--config", path, "--trust-forwarded-headers=false"]).unwrap();
         assert!(!off.trust_forwarded_headers);
+    }
+
+    #[test]
+    fn prices_from_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = "fal-ai/longcat-video/distilled/text-to-video/480p";
+        let toml = dir.path().join("prices.toml");
+        std::fs::write(
+            &toml,
+            format!("[prices.\"{app}\"]\nusd_per_second = 0.5\nbilling_fps = 15\n"),
+        )
+        .unwrap();
+        let c = resolve_args(&["--config", toml.to_str().unwrap()]).unwrap();
+        let a = longcat_api::App::from_id(app).unwrap();
+        assert_eq!(c.prices.price(a).usd_per_second, 0.5);
+        // Other apps keep the defaults.
+        let d = longcat_api::App::DEFAULT;
+        assert_eq!(
+            c.prices.price(d),
+            longcat_api::PriceTable::default().price(d)
+        );
+        for bad in [
+            "[prices.\"fal-ai/nope\"]\nusd_per_second = 1\nbilling_fps = 15\n".to_owned(),
+            format!("[prices.\"{app}\"]\nusd_per_second = -1\nbilling_fps = 15\n"),
+            format!("[prices.\"{app}\"]\nusd_per_second = 1\nbilling_fps = 15\ncents = 2\n"),
+        ] {
+            std::fs::write(&toml, &bad).unwrap();
+            assert!(
+                resolve_args(&["--config", toml.to_str().unwrap()]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

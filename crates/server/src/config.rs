@@ -202,6 +202,9 @@ pub struct ServerConfig {
     /// How often files past their requested lifetime (fal's object lifecycle headers) are
     /// deleted.
     pub lifecycle_interval: Duration,
+    /// Price of each app: the submit response's estimate and the usage records
+    /// (docs/server.md#pricing).
+    pub prices: longcat_api::PriceTable,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -249,6 +252,7 @@ impl Default for ServerConfig {
             max_attempts: 3,
             retention: None,
             lifecycle_interval: Duration::from_secs(30),
+            prices: longcat_api::PriceTable::default(),
         }
     }
 }

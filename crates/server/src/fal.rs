@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use longcat_api::queue::{logs_flag, QueueState, RequestUrls, SubmitResponse};
-use longcat_api::{failure_report, parse_input, split_endpoint, RequestError, ENDPOINT_ID};
+use longcat_api::{failure_report, parse_input_for, split_endpoint, App, RequestError};
 use longcat_store::{CancelOutcome, Job, JobStatus, JobSummary, NewJob, Priority, SubmitOptions};
 use serde_json::{json, Value};
 use tracing::Instrument;
@@ -145,14 +145,14 @@ async fn find_job(
     }
 }
 
-fn check_endpoint(endpoint: &str) -> Result<(), ApiError> {
-    if endpoint == ENDPOINT_ID {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(format!(
-            "Application '{endpoint}' not found (this server runs {ENDPOINT_ID})"
-        )))
-    }
+/// The app named by `endpoint`, or a 404 listing the apps this server runs.
+fn check_endpoint(endpoint: &str) -> Result<App, ApiError> {
+    App::from_id(endpoint).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "Application '{endpoint}' not found (this server runs {})",
+            App::ALL.map(App::id).join(", ")
+        ))
+    })
 }
 
 /// What the submit headers and query ask for.
@@ -205,7 +205,7 @@ async fn enqueue(
     key_id: Option<String>,
     webhook: bool,
 ) -> Result<Job, ApiError> {
-    check_endpoint(endpoint)?;
+    let app = check_endpoint(endpoint)?;
     let headers = submit_headers(req)?;
     let webhook_url = if webhook {
         match req.query("fal_webhook").map(str::trim) {
@@ -218,19 +218,19 @@ async fn enqueue(
     } else {
         None
     };
-    let input = parse_input(&req.body)?;
+    let input = parse_input_for(app, &req.body)?;
     if state.max_queue_depth > 0 && state.store.queue_depth().await? >= state.max_queue_depth {
         return Err(ApiError::QueueFull { retry_after: 10 });
     }
     let id = uuid::Uuid::new_v4().to_string();
     let job = NewJob {
         id,
-        endpoint: endpoint.to_owned(),
+        endpoint: app.id().to_owned(),
         input: serde_json::to_value(&input).map_err(ApiError::internal)?,
         key_id,
         webhook_url,
-        billable_seconds: input.billable_seconds(),
-        estimated_cost_usd: input.estimated_cost_usd(),
+        billable_seconds: state.prices.billable_seconds(app, input.num_frames),
+        estimated_cost_usd: state.prices.cost_usd(app, input.num_frames),
         max_attempts: if headers.no_retry {
             1
         } else {

@@ -235,6 +235,7 @@ pub async fn run(config: ServerConfig) -> Result<ServerHandle, StartError> {
         model,
         max_body_bytes: config.max_body_bytes,
         background: Mutex::new(background),
+        prices: config.prices.clone(),
     });
 
     let app = app(state.clone(), config.max_body_bytes);

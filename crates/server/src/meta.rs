@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -34,6 +34,7 @@ pub async fn health(state: &Arc<AppState>) -> Response {
             json!({
                 "status": "ok",
                 "endpoint": longcat_api::ENDPOINT_ID,
+                "apps": longcat_api::App::ALL.map(longcat_api::App::id),
                 "queue_depth": depth,
                 "in_process_workers": workers,
                 "model": model,
@@ -62,9 +63,24 @@ pub async fn metrics(state: &Arc<AppState>) -> Response {
     resp
 }
 
-/// fal's per-endpoint OpenAPI document, with this server's queue URL.
-pub fn openapi(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Response, ApiError> {
-    let doc = longcat_api::openapi_document_for(&state.queue_base(headers)?);
+/// The OpenAPI documents, with this server's queue URL: with `?endpoint_id={app id}` that
+/// app's document (fal's per-endpoint URL shape,
+/// `/api/openapi/queue/openapi.json?endpoint_id=…`), else the one listing every app. An
+/// unknown app id is a 404 naming the apps.
+pub fn openapi(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, ApiError> {
+    let base = state.queue_base(&req.headers)?;
+    let doc = match req.query("endpoint_id").map(str::trim) {
+        None | Some("") => longcat_api::openapi_document_for(&base),
+        Some(id) => {
+            let app = longcat_api::App::from_id(id.trim_matches('/')).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "Application '{id}' not found (this server runs {})",
+                    longcat_api::App::ALL.map(longcat_api::App::id).join(", ")
+                ))
+            })?;
+            longcat_api::openapi_document_for_app(app, &base)
+        }
+    };
     Ok(json_response(StatusCode::OK, doc))
 }
 
@@ -91,6 +107,13 @@ pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
         _ => caller.key_id,
     };
     let summary = state.store.usage(key_id.as_deref()).await?;
+    let mut apps = serde_json::Map::new();
+    for (endpoint, u) in state.store.usage_by_endpoint(key_id.as_deref()).await? {
+        apps.insert(
+            endpoint,
+            json!({"requests": u.requests, "billable_seconds": u.billable_seconds, "cost_usd": u.cost_usd}),
+        );
+    }
     Ok(json_response(
         StatusCode::OK,
         json!({
@@ -99,6 +122,8 @@ pub async fn usage(state: &Arc<AppState>, req: &FalRequest) -> Result<Response, 
             "billable_seconds": summary.billable_seconds,
             "cost_usd": summary.cost_usd,
             "price": {"usd_per_second": longcat_api::cost::USD_PER_SECOND, "billing_fps": longcat_api::cost::BILLING_FPS},
+            "apps": apps,
+            "prices": state.prices.to_json(),
         }),
     ))
 }

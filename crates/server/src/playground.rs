@@ -26,9 +26,6 @@ pub const PAGE_CSS: &str = include_str!("../static/playground.css");
 /// Where the page's assets are served (the page links them by these paths).
 pub const ASSET_PREFIX: &str = "/playground/assets/";
 
-/// The apps the playground knows: the endpoint this server implements.
-pub const APPS: &[&str] = &[longcat_api::ENDPOINT_ID];
-
 /// `Content-Security-Policy` of the page, without the `connect-src` part that depends on
 /// `--public-url` (see [`page_csp`]).
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -47,7 +44,8 @@ pub enum Asset {
 }
 
 /// The playground asset named by `segments` (the path split on `/`, empties dropped), if any.
-/// `/playground/{app}` only for the apps in [`APPS`]; other paths are not the playground's.
+/// `/playground/{app}` only for the apps this server runs ([`longcat_api::App::ALL`]); other
+/// paths are not the playground's.
 pub fn asset_for(segments: &[&str]) -> Option<Asset> {
     match segments {
         [] | ["playground"] => Some(Asset::Page),
@@ -55,7 +53,7 @@ pub fn asset_for(segments: &[&str]) -> Option<Asset> {
         ["playground", "assets", "playground.css"] => Some(Asset::Style),
         ["playground", app @ ..] => {
             let app = app.join("/");
-            APPS.contains(&app.as_str()).then_some(Asset::Page)
+            longcat_api::App::from_id(&app).map(|_| Asset::Page)
         }
         _ => None,
     }
@@ -128,6 +126,11 @@ mod tests {
         let mut page = vec!["playground"];
         page.extend(&app);
         assert_eq!(asset_for(&page), Some(Asset::Page));
+        for app in longcat_api::App::ALL {
+            let mut page = vec!["playground"];
+            page.extend(app.id().split('/'));
+            assert_eq!(asset_for(&page), Some(Asset::Page), "{app}");
+        }
         assert_eq!(asset_for(&["playground", "fal-ai", "other"]), None);
         assert_eq!(
             asset_for(&["playground", "assets", "playground.js"]),

@@ -77,9 +77,9 @@ async fn route_inner(state: &Arc<AppState>, req: FalRequest) -> Result<Response,
     match (segments.as_slice(), get) {
         (["health"], true) => return Ok(meta::health(state).await),
         (["metrics"], true) => return Ok(meta::metrics(state).await),
-        (["openapi.json"], true) | (["queue", "openapi.json"], true) => {
-            return meta::openapi(state, &req.headers)
-        }
+        (["openapi.json"], true)
+        | (["queue", "openapi.json"], true)
+        | (["api", "openapi", "queue", "openapi.json"], true) => return meta::openapi(state, &req),
         ([".well-known", "jwks.json"], true) => return Ok(meta::jwks(state)),
         (["usage"], true) => return meta::usage(state, &req).await,
         (["api", "fal", "proxy"], _) => {

@@ -61,6 +61,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Model name for `/health`.
     pub model: Option<longcat_core::ModelInfo>,
+    /// Price of each app (submit estimates, `/usage`).
+    pub prices: longcat_api::PriceTable,
 }
 
 impl AppState {

@@ -701,7 +701,10 @@
 
     let doc;
     try {
-      const resp = await fetch(ROOT + "/openapi.json");
+      // `/playground/{app}` builds its form from that app's own document.
+      const docUrl = ROOT + "/openapi.json" +
+        (PATH_APP ? "?endpoint_id=" + encodeURIComponent(PATH_APP) : "");
+      const resp = await fetch(docUrl);
       doc = await readJson(resp);
       if (!resp.ok) throw new Error(describeError(resp, doc));
       const meta = doc.info && doc.info["x-fal-metadata"];
@@ -714,7 +717,7 @@
       const required = new Set(schema.required || []);
       fields = order.map((n) => buildField(doc, n, props[n], required.has(n)));
     } catch (e) {
-      $("load-error").textContent = "Could not build the form from " + ROOT + "/openapi.json: " + e.message;
+      $("load-error").textContent = "Could not build the form from the OpenAPI document: " + e.message;
       $("load-error").hidden = false;
       return;
     }

@@ -30,7 +30,7 @@ async fn meta_routes() {
     let resp = s.client.get(s.url("/openapi.json")).go().await;
     assert_eq!(resp.status(), 200);
     let doc: Value = resp.json().await.unwrap();
-    assert_eq!(doc["openapi"], "3.0.4");
+    assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], s.url("/queue"));
     assert!(doc["paths"][format!("/{EP}")].is_object());
 

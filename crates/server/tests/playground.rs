@@ -192,5 +192,40 @@ async fn form_matches_the_openapi_fields() {
     }
     // The endpoint the page falls back to is the document's own.
     assert_eq!(doc["info"]["x-fal-metadata"]["endpointId"], EP);
+
+    // `/playground/{app}` builds its form from `/openapi.json?endpoint_id={app}`: every
+    // app's document has its POST body schema, and every field renders as a widget.
+    for app in longcat_api::App::ALL {
+        let doc: Value = s
+            .client
+            .get(s.url("/openapi.json"))
+            .query(&[("endpoint_id", app.id())])
+            .go()
+            .await
+            .json()
+            .await
+            .unwrap();
+        let schema_ref = doc["paths"][format!("/{}", app.id())]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{app}: POST /{{app}} body schema"));
+        let input = doc.pointer(schema_ref.trim_start_matches('#')).unwrap();
+        for (name, prop) in input["properties"].as_object().unwrap() {
+            assert!(
+                kind(&doc, prop).is_some(),
+                "{app}: {name} would be a raw JSON box"
+            );
+        }
+        let page = s
+            .client
+            .get(s.url(&format!("/playground/{}", app.id())))
+            .go()
+            .await;
+        assert_eq!(page.status(), 200, "{app}");
+    }
+    assert!(
+        PAGE_JS.contains("\"?endpoint_id=\""),
+        "the page asks for its app's document"
+    );
     s.handle.shutdown().await;
 }

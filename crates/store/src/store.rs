@@ -298,13 +298,13 @@ impl JobStore {
     ) -> Result<bool> {
         const SQL: &str = "UPDATE jobs SET status = 'completed', result = $1, finished_at = $2, \
              lease_expires_at = NULL WHERE id = $3 AND worker_id = $4 AND status = 'running' \
-             RETURNING key_id, billable_seconds, estimated_cost_usd";
+             RETURNING key_id, billable_seconds, estimated_cost_usd, endpoint";
         const USAGE: &str = "INSERT INTO usage (job_id, key_id, billable_seconds, cost_usd, \
-             recorded_at) VALUES ($1, $2, $3, $4, $5)";
+             recorded_at, endpoint) VALUES ($1, $2, $3, $4, $5, $6)";
         let text = result.to_string();
         let now = now_micros();
         let done = in_tx!(self, tx => {
-            let billed: Option<(Option<String>, f64, f64)> = sqlx::query_as(SQL)
+            let billed: Option<(Option<String>, f64, f64, String)> = sqlx::query_as(SQL)
                 .bind(&text)
                 .bind(now)
                 .bind(id)
@@ -312,13 +312,14 @@ impl JobStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             match billed {
-                Some((key_id, seconds, cost)) => {
+                Some((key_id, seconds, cost, endpoint)) => {
                     sqlx::query(USAGE)
                         .bind(id)
                         .bind(key_id)
                         .bind(seconds)
                         .bind(cost)
                         .bind(now)
+                        .bind(endpoint)
                         .execute(&mut *tx)
                         .await?;
                     history!(tx, id, JobStatus::Completed, now);
@@ -576,6 +577,37 @@ impl JobStore {
             billable_seconds,
             cost_usd,
         })
+    }
+
+    /// [`JobStore::usage`] broken down by the jobs' endpoint (app id), in id order; endpoints
+    /// without completed jobs are absent.
+    pub async fn usage_by_endpoint(
+        &self,
+        key_id: Option<&str>,
+    ) -> Result<Vec<(String, UsageSummary)>> {
+        const COLUMNS: &str = "SELECT endpoint, COUNT(*), COALESCE(SUM(billable_seconds), 0.0), \
+             COALESCE(SUM(cost_usd), 0.0) FROM usage";
+        let all = format!("{COLUMNS} GROUP BY endpoint ORDER BY endpoint");
+        let by_key = format!("{COLUMNS} WHERE key_id = $1 GROUP BY endpoint ORDER BY endpoint");
+        let rows: Vec<(String, i64, f64, f64)> = on_pool!(self, p => {
+            match key_id {
+                Some(key) => sqlx::query_as(&by_key).bind(key).fetch_all(p).await?,
+                None => sqlx::query_as(&all).fetch_all(p).await?,
+            }
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(endpoint, requests, billable_seconds, cost_usd)| {
+                (
+                    endpoint,
+                    UsageSummary {
+                        requests: to_u64(requests),
+                        billable_seconds,
+                        cost_usd,
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Records one webhook delivery attempt for a job.

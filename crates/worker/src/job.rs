@@ -1,12 +1,12 @@
-//! One job, start to end: parse the input, fetch the image, generate and encode on the model
-//! thread, upload, and build the endpoint output. Heartbeats and the cancel flag are watched
+//! One job, start to end: parse the input of the job's app, fetch the image (image-to-video
+//! apps), generate and encode on the model thread, upload, and build the endpoint output. Heartbeats and the cancel flag are watched
 //! for the whole time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use longcat_api::{I2vInput, I2vOutput, ValidationError, ValidationErrors};
+use longcat_api::{App, AppInput, I2vOutput, ValidationError, ValidationErrors};
 use longcat_core::{CancelToken, RgbImage};
 use longcat_media::File;
 use longcat_storage::output_key;
@@ -18,7 +18,7 @@ use crate::failure::Failure;
 use crate::metrics as m;
 use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
 use crate::progress::{format_progress, ProgressThrottle};
-use crate::prompt_expansion::{expand_or_keep, Expanded};
+use crate::prompt_expansion::{expand_or_keep_for, Expanded};
 use crate::safety::{self, OutputCheck};
 use crate::shared::Shared;
 
@@ -146,7 +146,7 @@ async fn run_inner(
     job: &Job,
     cancel: &CancelToken,
 ) -> Result<Value, Failure> {
-    let input = parse(&job.input)?;
+    let input = parse(&job.endpoint, &job.input)?;
     if shared
         .store
         .cancel_requested(&job.id)
@@ -171,36 +171,17 @@ async fn run_inner(
         .await;
     }
 
-    let t = Instant::now();
-    log(shared, &job.id, "INFO", "fetching the input image").await;
-    let image = tokio::select! {
-        r = shared.loader.load(&input.image_url) => r.map_err(|e| Failure::Validation(ValidationErrors::from(&e)))?,
-        _ = cancelled(cancel) => return Err(Failure::Cancelled),
+    // Text-to-video apps have no input image: nothing to fetch or check.
+    let image = if input.app.takes_image() {
+        Some(fetch_and_check(shared, job, &input, checker.as_ref(), cancel).await?)
+    } else {
+        None
     };
-    m::stage_seconds("fetch_image", t.elapsed().as_secs_f64());
-    log(
-        shared,
-        &job.id,
-        "INFO",
-        &format!("image {}x{} loaded", image.width, image.height),
-    )
-    .await;
-
-    let image = RgbImage {
-        width: image.width,
-        height: image.height,
-        data: image.data,
-    };
-    if let Some(checker) = &checker {
-        let t = Instant::now();
-        safety::check_input(checker.clone(), image.clone(), &input.image_url).await?;
-        m::stage_seconds("safety_input", t.elapsed().as_secs_f64());
-        log(shared, &job.id, "INFO", "safety check: input image passed").await;
-    }
     // After the input check, so a flagged image never leaves for the expansion endpoint.
     let mut input = input;
     if input.enable_prompt_expansion {
-        input.prompt = expand_prompt(shared, &job.id, &input.prompt, &image, cancel).await?;
+        input.prompt =
+            expand_prompt(shared, &job.id, &input.prompt, image.as_ref(), cancel).await?;
     }
     let output_check = match &checker {
         Some(c) => Some(
@@ -210,7 +191,7 @@ async fn run_inner(
         None => None,
     };
 
-    let request = input.to_generation_request(image);
+    let request = input.to_request(image);
     let seed = request.seed;
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (reply_tx, reply_rx) = oneshot::channel();
@@ -286,13 +267,50 @@ async fn run_inner(
     serde_json::to_value(&output).map_err(|e| Failure::Internal(format!("output JSON: {e}")))
 }
 
+/// Fetches the input image of an image-to-video job and runs the input safety check on it.
+async fn fetch_and_check(
+    shared: &Shared,
+    job: &Job,
+    input: &AppInput,
+    checker: Option<&std::sync::Arc<longcat_safety::SafetyChecker>>,
+    cancel: &CancelToken,
+) -> Result<RgbImage, Failure> {
+    let t = Instant::now();
+    log(shared, &job.id, "INFO", "fetching the input image").await;
+    let image = tokio::select! {
+        r = shared.loader.load(&input.image_url) => r.map_err(|e| Failure::Validation(ValidationErrors::from(&e)))?,
+        _ = cancelled(cancel) => return Err(Failure::Cancelled),
+    };
+    m::stage_seconds("fetch_image", t.elapsed().as_secs_f64());
+    log(
+        shared,
+        &job.id,
+        "INFO",
+        &format!("image {}x{} loaded", image.width, image.height),
+    )
+    .await;
+
+    let image = RgbImage {
+        width: image.width,
+        height: image.height,
+        data: image.data,
+    };
+    if let Some(checker) = checker {
+        let t = Instant::now();
+        safety::check_input(checker.clone(), image.clone(), &input.image_url).await?;
+        m::stage_seconds("safety_input", t.elapsed().as_secs_f64());
+        log(shared, &job.id, "INFO", "safety check: input image passed").await;
+    }
+    Ok(image)
+}
+
 /// The prompt `enable_prompt_expansion` gives (docs/worker.md, "Prompt expansion"): the
 /// endpoint's rewrite, or the prompt as given with a `WARN` log line saying why.
 async fn expand_prompt(
     shared: &Shared,
     job_id: &str,
     prompt: &str,
-    image: &RgbImage,
+    image: Option<&RgbImage>,
     cancel: &CancelToken,
 ) -> Result<String, Failure> {
     let config = shared.config.prompt_expansion.as_ref();
@@ -307,7 +325,7 @@ async fn expand_prompt(
     }
     let t = Instant::now();
     let step = tokio::select! {
-        r = expand_or_keep(config, prompt, image) => r,
+        r = expand_or_keep_for(config, prompt, image) => r,
         _ = cancelled(cancel) => return Err(Failure::Cancelled),
     };
     match step {
@@ -331,9 +349,15 @@ async fn expand_prompt(
     }
 }
 
-/// The stored input as the endpoint's input (validated again: it may come from another version).
-fn parse(value: &Value) -> Result<I2vInput, Failure> {
-    let input = longcat_api::parse_value(value).map_err(Failure::Validation)?;
+/// The stored input as the input of the job's app, from its `endpoint` column (validated
+/// again: it may come from another version).
+fn parse(endpoint: &str, value: &Value) -> Result<AppInput, Failure> {
+    let app = App::from_id(endpoint).ok_or_else(|| {
+        Failure::Internal(format!(
+            "the job's endpoint '{endpoint}' is not an app of this worker"
+        ))
+    })?;
+    let input = longcat_api::parse_value_for(app, value).map_err(Failure::Validation)?;
     input.validate().map_err(Failure::Validation)?;
     Ok(input)
 }
@@ -382,7 +406,7 @@ async fn relay(shared: &Shared, job_id: &str, throttle: &mut ProgressThrottle, e
 async fn publish(
     shared: &Shared,
     job: &Job,
-    input: &I2vInput,
+    input: &AppInput,
     generated: &Generated,
 ) -> Result<File, Failure> {
     let video = &generated.video;

@@ -1,5 +1,5 @@
 //! Prompt expansion (`enable_prompt_expansion`): the user's prompt and a JPEG preview of the
-//! input image go to a chat model behind an OpenAI-compatible `/v1/chat/completions` endpoint
+//! input image (the prompt alone for text-to-video) go to a chat model behind an OpenAI-compatible `/v1/chat/completions` endpoint
 //! (vLLM, llama.cpp server, Ollama, OpenAI), whose answer replaces the prompt. What is sent
 //! and why is described in docs/worker.md ("Prompt expansion").
 
@@ -17,6 +17,15 @@ image shows them, what moves and how (motion of the subjects, of the camera, its
 light and the visual style. Write in the language of the user's prompt. Keep everything the user \
 asked for, and add no subject, text or event that neither the prompt nor the image suggests. \
 Answer with the rewritten prompt only: no quotes, headings, lists or comments.";
+
+/// The system message for the text-to-video apps, which have no image (written for this
+/// project).
+pub const TEXT_SYSTEM_PROMPT: &str = "You rewrite prompts for a text-to-video model. You are \
+given the user's prompt. Answer with one paragraph of at most about 120 words that describes the \
+video to generate: the subjects and the setting, what moves and how (motion of the subjects, of \
+the camera, its speed), the light and the visual style. Write in the language of the user's \
+prompt. Keep everything the user asked for, and add no subject, text or event the prompt does not \
+suggest. Answer with the rewritten prompt only: no quotes, headings, lists or comments.";
 
 /// Longest side, in pixels, of the image preview sent along.
 pub const PREVIEW_MAX_SIDE: u32 = 1024;
@@ -137,7 +146,17 @@ impl PromptExpander {
     /// The expanded prompt for `prompt` with the image preview `jpeg`, retrying transport
     /// errors, 429 and 5xx with a doubling backoff.
     pub async fn expand(&self, prompt: &str, jpeg: &[u8]) -> Result<String, ExpansionError> {
-        let body = request_body(&self.config.model, prompt, jpeg);
+        self.expand_with(prompt, Some(jpeg)).await
+    }
+
+    /// The expanded prompt for `prompt` with the image preview `jpeg` if there is one (the
+    /// text-to-video apps send the prompt alone), retrying as [`PromptExpander::expand`].
+    pub async fn expand_with(
+        &self,
+        prompt: &str,
+        jpeg: Option<&[u8]>,
+    ) -> Result<String, ExpansionError> {
+        let body = request_body_for(&self.config.model, prompt, jpeg);
         let body = serde_json::to_vec(&body).map_err(|e| ExpansionError::Answer(e.to_string()))?;
         let mut backoff = FIRST_BACKOFF;
         let attempts = self.config.attempts.max(1);
@@ -199,16 +218,30 @@ impl PromptExpander {
 /// The chat-completions request: our system prompt, then one user message with the prompt as
 /// text and the image preview as an `image_url` data URI.
 pub fn request_body(model: &str, prompt: &str, jpeg: &[u8]) -> Value {
+    request_body_for(model, prompt, Some(jpeg))
+}
+
+/// The chat-completions request with an image preview ([`request_body`]) or without one:
+/// then [`TEXT_SYSTEM_PROMPT`] and one user message holding the prompt as text only.
+pub fn request_body_for(model: &str, prompt: &str, jpeg: Option<&[u8]>) -> Value {
     use base64::Engine as _;
-    let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
+    let (system, mut content) = match jpeg {
+        Some(_) => (SYSTEM_PROMPT, vec![json!({"type": "text", "text": prompt})]),
+        None => (
+            TEXT_SYSTEM_PROMPT,
+            vec![json!({"type": "text", "text": prompt})],
+        ),
+    };
+    if let Some(jpeg) = jpeg {
+        let data = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        content.push(json!({"type": "image_url",
+            "image_url": {"url": format!("data:image/jpeg;base64,{data}")}}));
+    }
     json!({
         "model": model,
         "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": [
-                {"type": "text", "text": prompt},
-                {"type": "image_url", "image_url": {"url": format!("data:image/jpeg;base64,{data}")}},
-            ]},
+            {"role": "system", "content": system},
+            {"role": "user", "content": content},
         ],
         "max_tokens": MAX_ANSWER_TOKENS,
         "temperature": 0.2,
@@ -284,6 +317,16 @@ pub async fn expand_or_keep(
     prompt: &str,
     image: &RgbImage,
 ) -> Result<Expanded, ExpansionError> {
+    expand_or_keep_for(config, prompt, Some(image)).await
+}
+
+/// [`expand_or_keep`] for any app: with the input image's preview, or (text-to-video, `None`)
+/// the prompt alone.
+pub async fn expand_or_keep_for(
+    config: Option<&ExpansionConfig>,
+    prompt: &str,
+    image: Option<&RgbImage>,
+) -> Result<Expanded, ExpansionError> {
     let keep = |warning: String| Expanded::Kept {
         prompt: prompt.to_owned(),
         warning,
@@ -296,13 +339,20 @@ pub async fn expand_or_keep(
         ));
     };
     let result = async {
-        let image = image.clone();
-        let jpeg = tokio::task::spawn_blocking(move || jpeg_preview(&image, PREVIEW_MAX_SIDE))
-            .await
-            .map_err(|e| ExpansionError::Answer(format!("image preview task: {e}")))?
-            .map_err(|e| ExpansionError::Answer(format!("image preview: {e}")))?;
+        let jpeg = match image {
+            Some(image) => {
+                let image = image.clone();
+                let jpeg =
+                    tokio::task::spawn_blocking(move || jpeg_preview(&image, PREVIEW_MAX_SIDE))
+                        .await
+                        .map_err(|e| ExpansionError::Answer(format!("image preview task: {e}")))?
+                        .map_err(|e| ExpansionError::Answer(format!("image preview: {e}")))?;
+                Some(jpeg)
+            }
+            None => None,
+        };
         PromptExpander::new(config.clone())?
-            .expand(prompt, &jpeg)
+            .expand_with(prompt, jpeg.as_deref())
             .await
     }
     .await;

@@ -177,11 +177,20 @@ fn pool(env: &Env, cfg: WorkerConfig, steps: u32, step_delay: Duration) -> Worke
 }
 
 async fn submit(store: &JobStore, input: Value, webhook: Option<&str>) -> String {
+    submit_to(store, longcat_api::ENDPOINT_ID, input, webhook).await
+}
+
+async fn submit_to(
+    store: &JobStore,
+    endpoint: &str,
+    input: Value,
+    webhook: Option<&str>,
+) -> String {
     let id = format!("job-{}", rand::random::<u32>());
     store
         .submit(NewJob {
             id: id.clone(),
-            endpoint: longcat_api::ENDPOINT_ID.into(),
+            endpoint: endpoint.into(),
             input,
             key_id: None,
             webhook_url: webhook.map(str::to_string),
@@ -915,4 +924,103 @@ async fn a_failed_or_missing_expansion_keeps_the_prompt_or_fails_by_policy() {
             .any(|(level, m)| level == "WARN" && m.contains("no endpoint is configured")),
         "{logs:?}"
     );
+}
+
+/// What [`Recording`] saw of each request.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    app: longcat_core::App,
+    image: Option<(u32, u32)>,
+    aspect_ratio: longcat_core::AspectRatio,
+    guidance_scale: f32,
+    num_inference_steps: u32,
+}
+
+/// [`Gradient`] that records the requests it is given.
+struct Recording {
+    inner: Gradient,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl VideoGenerator for Recording {
+    fn info(&self) -> ModelInfo {
+        self.inner.info()
+    }
+
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        sink: &mut dyn GenerationSink,
+        cancel: &CancelToken,
+    ) -> Result<GenerationSummary, GenerationError> {
+        self.seen.lock().unwrap().push(Seen {
+            app: request.app,
+            image: request.image.as_ref().map(|i| (i.width, i.height)),
+            aspect_ratio: request.aspect_ratio,
+            guidance_scale: request.guidance_scale,
+            num_inference_steps: request.num_inference_steps,
+        });
+        self.inner.generate(request, sink, cancel)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_app_maps_its_stored_job_to_its_generation_request() {
+    use longcat_core::{App, AspectRatio};
+    let env = env("apps").await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pool = WorkerPool::spawn(
+        1,
+        env.store.clone(),
+        env.storage.clone(),
+        Arc::new(Recording {
+            inner: Gradient {
+                steps: 1,
+                step_delay: Duration::ZERO,
+            },
+            seen: seen.clone(),
+        }),
+        config(&env),
+    );
+    for app in App::ALL {
+        // A text-to-video job carries no image: an undecodable `image_url` in its stored
+        // input is not its field, so nothing is fetched and the job completes.
+        let input = if app.takes_image() {
+            json!({"image_url": png_data_uri(), "num_frames": 17, "prompt": "p",
+                   "enable_prompt_expansion": true, "enable_safety_checker": false})
+        } else {
+            json!({"prompt": "p", "num_frames": 17, "aspect_ratio": "1:1",
+                   "image_url": "data:image/png;base64,AAAA",
+                   "enable_prompt_expansion": true, "enable_safety_checker": false})
+        };
+        let id = submit_to(&env.store, app.id(), input, None).await;
+        pool.notify();
+        let job = wait_for(&env.store, &id, terminal).await;
+        assert_eq!(job.status, JobStatus::Completed, "{app}: {:?}", job.error);
+        let logs = env.store.logs(&id, None).await.unwrap();
+        let fetched = logs
+            .iter()
+            .any(|l| l.message.contains("fetching the input image"));
+        assert_eq!(fetched, app.takes_image(), "{app}");
+        // Expansion without an endpoint keeps the prompt, image or not.
+        assert!(
+            logs.iter()
+                .any(|l| l.message.contains("prompt expansion was asked for")),
+            "{app}"
+        );
+        let last = seen.lock().unwrap().last().cloned().unwrap();
+        let want = Seen {
+            app,
+            image: app.takes_image().then_some((16, 12)),
+            aspect_ratio: if app.takes_image() {
+                AspectRatio::Landscape
+            } else {
+                AspectRatio::Square
+            },
+            guidance_scale: if app.distilled { 1.0 } else { 4.0 },
+            num_inference_steps: if app.distilled { 12 } else { 40 },
+        };
+        assert_eq!(last, want, "{app}");
+    }
+    pool.shutdown().await;
 }

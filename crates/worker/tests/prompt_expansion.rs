@@ -10,8 +10,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use longcat_worker::prompt_expansion::{
-    answer_text, expand_or_keep, Expanded, ExpansionConfig, ExpansionError, OnFailure,
-    PromptExpander, PREVIEW_MAX_SIDE, SYSTEM_PROMPT,
+    answer_text, expand_or_keep, expand_or_keep_for, Expanded, ExpansionConfig, ExpansionError,
+    OnFailure, PromptExpander, PREVIEW_MAX_SIDE, SYSTEM_PROMPT, TEXT_SYSTEM_PROMPT,
 };
 use serde_json::{json, Value};
 
@@ -254,5 +254,22 @@ async fn the_step_keeps_the_prompt_or_fails_by_policy() {
     assert!(
         matches!(err, ExpansionError::Status { status: 500, .. }),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn text_to_video_sends_the_prompt_alone() {
+    let (addr, script) = serve(vec![(200, chat(json!("A dog runs.")), FAST)]).await;
+    let out = expand_or_keep_for(Some(&config(addr, OnFailure::Fail)), "a dog", None)
+        .await
+        .unwrap();
+    assert_eq!(out, Expanded::Rewritten("A dog runs.".into()));
+    let seen = script.seen.lock().unwrap();
+    let body = &seen[0].1;
+    assert_eq!(body["messages"][0]["content"], TEXT_SYSTEM_PROMPT);
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([{"type": "text", "text": "a dog"}]),
+        "no image part"
     );
 }

@@ -137,11 +137,16 @@ fn face_policy(model: &Path) -> SafetyState {
 }
 
 async fn run(env: &Env, input: Value) -> Job {
+    run_app(env, longcat_api::ENDPOINT_ID, input).await
+}
+
+/// Runs `input` as a job of app `endpoint`.
+async fn run_app(env: &Env, endpoint: &str, input: Value) -> Job {
     let id = format!("job-{}", rand::random::<u32>());
     env.store
         .submit(NewJob {
             id: id.clone(),
-            endpoint: longcat_api::ENDPOINT_ID.into(),
+            endpoint: endpoint.into(),
             input,
             key_id: None,
             webhook_url: None,
@@ -303,4 +308,42 @@ async fn checker_on_without_its_model_refuses_requests_that_ask_for_it() {
     )
     .await;
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_to_video_checks_the_output_frames_only() {
+    let Some((model, data)) = assets() else {
+        return;
+    };
+    let t2v = "fal-ai/longcat-video/text-to-video/480p";
+    // A flagged output fails as for image-to-video.
+    let astronaut = load_png(&data.join("astronaut.png"));
+    let env = start("t2v-out", astronaut, face_policy(&model)).await;
+    let job = run_app(
+        &env,
+        t2v,
+        json!({"prompt": "p", "num_frames": 17, "fps": 8}),
+    )
+    .await;
+    assert_eq!(job.status, JobStatus::Failed, "{:?}", job.result);
+    let err = job.error.clone().unwrap();
+    assert_eq!(err.kind, "content_policy");
+    assert_eq!(
+        err.detail.clone().unwrap()[0]["loc"],
+        json!(["body", "output"])
+    );
+    assert!(stored_files(&env).is_empty());
+
+    // Benign output: completes with no input image to check.
+    let coffee = load_png(&data.join("coffee.png"));
+    let env = start("t2v-pass", coffee, face_policy(&model)).await;
+    let job = run_app(&env, t2v, json!({"prompt": "p", "num_frames": 17})).await;
+    assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
+    let logs = env.store.logs(&job.id, None).await.unwrap();
+    let text: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+    assert!(!text.iter().any(|m| m.contains("input image")), "{text:?}");
+    assert!(
+        text.iter().any(|m| m.contains("output frames passed")),
+        "{text:?}"
+    );
 }

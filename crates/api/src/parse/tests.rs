@@ -411,3 +411,160 @@ fn echoed_inputs_are_truncated() {
     let e = only_error(json!({"image_url": "ftp://x/y.png"}));
     assert_eq!(e.input, Some(json!("ftp://x/y.png")));
 }
+
+// ---- the eight apps ---------------------------------------------------------------------
+
+use longcat_core::{App, AspectRatio};
+
+fn app(id: &str) -> App {
+    App::from_id(id).unwrap()
+}
+
+const T2V_480: &str = "fal-ai/longcat-video/text-to-video/480p";
+const I2V_480: &str = "fal-ai/longcat-video/image-to-video/480p";
+const D_T2V_720: &str = "fal-ai/longcat-video/distilled/text-to-video/720p";
+const D_I2V_480: &str = "fal-ai/longcat-video/distilled/image-to-video/480p";
+
+/// The smallest valid body of `app`.
+fn minimal(app: App) -> serde_json::Value {
+    if app.takes_image() {
+        json!({"image_url": IMG})
+    } else {
+        json!({"prompt": "a cat"})
+    }
+}
+
+#[test]
+fn every_app_has_fal_defaults() {
+    for a in App::ALL {
+        let i = parse_value_for(a, &minimal(a)).unwrap();
+        assert_eq!(i.app, a);
+        assert_eq!(i.fps, if a.refines() { 30 } else { 15 }, "{a}");
+        let steps = if a.distilled { 12 } else { 40 };
+        assert_eq!(i.num_inference_steps, steps, "{a}");
+        assert_eq!(i.num_frames, 162);
+        assert_eq!(i.aspect_ratio, AspectRatio::Landscape);
+        let wire = serde_json::to_value(&i).unwrap();
+        let keys: Vec<&str> = wire
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = crate::input::fields(a);
+        want.sort_unstable();
+        assert_eq!(keys, want, "{a}: only the app's fields");
+        if a.refines() {
+            assert_eq!(wire["num_refine_inference_steps"], steps, "{a}");
+        }
+        // The wire form parses back to the same input.
+        assert_eq!(parse_value_for(a, &wire).unwrap(), i, "{a}");
+    }
+}
+
+#[test]
+fn text_to_video_requires_a_prompt_and_takes_no_image() {
+    let a = app(T2V_480);
+    let err = parse_value_for(a, &json!({"image_url": IMG})).unwrap_err();
+    assert_eq!(
+        err.to_body(),
+        json!({"detail": [{"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"}]})
+    );
+    // An image_url is not a field of text-to-video: ignored like any unknown field.
+    let i = parse_value_for(a, &json!({"prompt": "p", "image_url": 5})).unwrap();
+    assert_eq!(i.image_url, "");
+    assert_eq!(i.prompt, "p");
+    // aspect_ratio: the three wire names, anything else a 422 enum error.
+    for (name, want) in [
+        ("16:9", AspectRatio::Landscape),
+        ("9:16", AspectRatio::Portrait),
+        ("1:1", AspectRatio::Square),
+    ] {
+        let i = parse_value_for(a, &json!({"prompt": "p", "aspect_ratio": name})).unwrap();
+        assert_eq!(i.aspect_ratio, want);
+    }
+    let err = parse_value_for(a, &json!({"prompt": "p", "aspect_ratio": "4:3"})).unwrap_err();
+    let e = &err.errors()[0];
+    assert_eq!(e.loc, ["body", "aspect_ratio"]);
+    assert_eq!(e.error_type, "enum");
+    assert_eq!(e.msg, "Input should be '16:9', '9:16' or '1:1'");
+    // A prompt of the wrong type is a string_type error.
+    let err = parse_value_for(a, &json!({"prompt": 3})).unwrap_err();
+    assert_eq!(err.errors()[0].error_type, "string_type");
+}
+
+#[test]
+fn image_to_video_480p_requires_image_and_ignores_aspect_ratio() {
+    let a = app(I2V_480);
+    let err = parse_value_for(a, &json!({"prompt": "p"})).unwrap_err();
+    assert_eq!(err.errors().len(), 1);
+    assert_eq!(err.errors()[0].loc, ["body", "image_url"]);
+    assert_eq!(err.errors()[0].error_type, "missing");
+    let i = parse_value_for(
+        a,
+        &json!({"image_url": IMG, "aspect_ratio": "bogus",
+        "num_refine_inference_steps": 1000}),
+    )
+    .unwrap();
+    // 480p has no refinement field: out-of-range values there are not this app's business.
+    assert_eq!(i.num_refine_inference_steps, 40);
+    assert_eq!(i.aspect_ratio, AspectRatio::Landscape);
+}
+
+#[test]
+fn distilled_ranges_and_dropped_fields() {
+    let a = app(D_T2V_720);
+    for (steps, ok) in [(1, false), (2, true), (16, true), (17, false), (40, false)] {
+        let r = parse_value_for(a, &json!({"prompt": "p", "num_inference_steps": steps}));
+        assert_eq!(r.is_ok(), ok, "{steps}: {r:?}");
+        if let Err(e) = r {
+            let e = &e.errors()[0];
+            assert_eq!(e.loc, ["body", "num_inference_steps"]);
+            let (ty, bound) = if steps < 2 {
+                ("greater_than_equal", json!({"ge": 2}))
+            } else {
+                ("less_than_equal", json!({"le": 16}))
+            };
+            assert_eq!((e.error_type.as_str(), e.ctx.clone()), (ty, Some(bound)));
+        }
+    }
+    // A huge value is reported with the distilled bound too.
+    let err = parse_value_for(a, &json!({"prompt": "p", "num_inference_steps": -5})).unwrap_err();
+    assert_eq!(err.errors()[0].ctx, Some(json!({"ge": 2})));
+    // Refinement keeps today's range on distilled 720p.
+    let err =
+        parse_value_for(a, &json!({"prompt": "p", "num_refine_inference_steps": 7})).unwrap_err();
+    assert_eq!(err.errors()[0].loc, ["body", "num_refine_inference_steps"]);
+    // guidance_scale, negative_prompt and acceleration are not distilled fields: ignored,
+    // even when they would be invalid for a base app.
+    let i = parse_value_for(
+        app(D_I2V_480),
+        &json!({"image_url": IMG, "guidance_scale": 99, "acceleration": "turbo",
+                "negative_prompt": 1}),
+    )
+    .unwrap();
+    assert_eq!(i.guidance_scale, limits::DEFAULT_GUIDANCE_SCALE);
+    let base = parse_value_for(
+        App::DEFAULT,
+        &json!({"image_url": IMG, "guidance_scale": 99}),
+    );
+    assert!(base.is_err());
+}
+
+#[test]
+fn lax_coercions_apply_to_every_app() {
+    for a in App::ALL {
+        let mut body = minimal(a);
+        body["num_frames"] = json!("33");
+        body["fps"] = json!(24.0);
+        body["sync_mode"] = json!("yes");
+        let i = parse_value_for(a, &body).unwrap();
+        assert_eq!((i.num_frames, i.fps, i.sync_mode), (33, 24, true), "{a}");
+        let mut body = minimal(a);
+        body["num_frames"] = json!(5);
+        body["fps"] = json!("x");
+        let err = parse_value_for(a, &body).unwrap_err();
+        let types: Vec<&str> = err.errors().iter().map(|e| e.error_type.as_str()).collect();
+        assert_eq!(types, ["greater_than_equal", "int_parsing"], "{a}");
+    }
+}

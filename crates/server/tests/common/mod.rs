@@ -76,8 +76,9 @@ fn spawn_fake(ctx: WorkerContext) -> Box<dyn Workers> {
 
 async fn run_fake_job(ctx: &WorkerContext, job: longcat_store::Job) {
     let store = &ctx.store;
-    let input: longcat_api::I2vInput =
-        serde_json::from_value(job.input.clone()).expect("stored input");
+    // The job's app comes from its `endpoint` column, as in the real worker.
+    let app = longcat_api::App::from_id(&job.endpoint).expect("stored endpoint is an app");
+    let input = longcat_api::parse_value_for(app, &job.input).expect("stored input");
     store
         .append_log(&job.id, "INFO", "fake worker started")
         .await
@@ -106,7 +107,14 @@ async fn run_fake_job(ctx: &WorkerContext, job: longcat_store::Job) {
         .append_log(&job.id, "INFO", "fake worker done")
         .await
         .unwrap();
-    let bytes = format!("fake mp4 for {} ({} frames)", job.id, input.num_frames).into_bytes();
+    let bytes = format!(
+        "fake mp4 for {} ({} frames at {} fps, {})",
+        job.id,
+        input.num_frames,
+        input.fps,
+        input.app.id()
+    )
+    .into_bytes();
     let size = bytes.len() as u64;
     let seed = input.resolve_seed();
     let url = if input.sync_mode {

@@ -148,6 +148,7 @@ pub async fn complete_lifecycle_and_usage(store: JobStore) {
 
     // Usage: per key and total; failed jobs are not billed.
     let mut other = new_job("j2");
+    other.endpoint = "fal-ai/longcat-video/text-to-video/480p".into();
     other.key_id = Some("key-b".into());
     other.billable_seconds = 5.4;
     other.estimated_cost_usd = 0.135;
@@ -173,6 +174,23 @@ pub async fn complete_lifecycle_and_usage(store: JobStore) {
     assert!((all.billable_seconds - 16.2).abs() < 1e-9);
     assert!((all.cost_usd - 0.405).abs() < 1e-9);
     assert_eq!(store.usage(Some("key-z")).await.unwrap().requests, 0);
+    // Per app (the job's endpoint).
+    let by_app = store.usage_by_endpoint(None).await.unwrap();
+    let apps: Vec<(&str, u64)> = by_app
+        .iter()
+        .map(|(e, u)| (e.as_str(), u.requests))
+        .collect();
+    assert_eq!(
+        apps,
+        [
+            ("fal-ai/longcat-video/image-to-video/720p", 1),
+            ("fal-ai/longcat-video/text-to-video/480p", 1)
+        ]
+    );
+    assert!((by_app[1].1.cost_usd - 0.135).abs() < 1e-9);
+    let b = store.usage_by_endpoint(Some("key-b")).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].0, "fal-ai/longcat-video/text-to-video/480p");
 }
 
 pub async fn fail_records_error(store: JobStore) {
