@@ -344,6 +344,8 @@ fn apps_follow_their_stage_plan() {
         "fal-ai/longcat-video/text-to-video/480p",
         "--aspect-ratio",
         "9:16",
+        "--prompt",
+        "a kite over the sea",
         "--num-inference-steps",
         "8",
     ];

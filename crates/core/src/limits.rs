@@ -5,8 +5,6 @@
 pub const NUM_FRAMES: (u32, u32) = (17, 961);
 /// `num_inference_steps` range.
 pub const NUM_INFERENCE_STEPS: (u32, u32) = (8, 50);
-/// `num_inference_steps` range of the distilled apps (cfg_step LoRA, distilled schedule).
-pub const DISTILLED_NUM_INFERENCE_STEPS: (u32, u32) = (2, 16);
 /// `num_refine_inference_steps` range.
 pub const NUM_REFINE_INFERENCE_STEPS: (u32, u32) = (8, 50);
 /// `guidance_scale` range.
@@ -17,8 +15,6 @@ pub const FPS: (u32, u32) = (1, 60);
 pub const DEFAULT_NUM_FRAMES: u32 = 162;
 /// Default `num_inference_steps`.
 pub const DEFAULT_NUM_INFERENCE_STEPS: u32 = 40;
-/// Default `num_inference_steps` of the distilled apps.
-pub const DEFAULT_DISTILLED_NUM_INFERENCE_STEPS: u32 = 12;
 /// Default `num_refine_inference_steps`.
 pub const DEFAULT_NUM_REFINE_INFERENCE_STEPS: u32 = 40;
 /// Default `guidance_scale`.

@@ -312,7 +312,12 @@ async fn checker_on_without_its_model_refuses_requests_that_ask_for_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_to_video_checks_the_output_frames_only() {
-    let Some((model, data)) = assets() else {
+    let Some(TestAssets {
+        model,
+        images: data,
+        ..
+    }) = assets("safety worker test")
+    else {
         return;
     };
     let t2v = "fal-ai/longcat-video/text-to-video/480p";

@@ -6,9 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use longcat_api::I2vInput;
-use longcat_core::limits;
-use longcat_core::{App, AspectRatio, GenerationRequest, RgbImage};
+use longcat_api::AppInput;
+use longcat_core::App;
 use serde_json::{Map, Value};
 
 /// One flag per field of the endpoint's input, named like the JSON field in kebab-case.
@@ -140,79 +139,44 @@ pub fn request_body(input_json: Option<&Path>, flags: &RequestFlags) -> anyhow::
     Ok(Value::Object(body))
 }
 
-/// Parses and validates the body as the server does; a local image path is turned into a
-/// data URI first (the endpoint only takes URLs). Errors list every bad field.
-pub fn parse(body: &Value) -> anyhow::Result<I2vInput> {
-    let mut body = body.clone();
-    if let Some(Value::String(url)) = body.get("image_url") {
-        if let Some(uri) = crate::generate::image::local_to_data_uri(url)? {
-            body["image_url"] = Value::String(uri);
-        }
-    }
-    longcat_api::parse_value(&body).map_err(|errors| {
-        let lines: Vec<String> = errors
-            .detail()
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                let loc = d["loc"]
-                    .as_array()
-                    .map(|l| {
-                        l.iter()
-                            .filter(|p| p.as_str() != Some("body"))
-                            .map(|p| p.to_string().trim_matches('"').to_string())
-                            .collect::<Vec<_>>()
-                            .join(".")
-                    })
-                    .unwrap_or_default();
-                let field = if loc.is_empty() { "body".into() } else { loc };
-                format!("  {field}: {}", d["msg"].as_str().unwrap_or("invalid"))
-            })
-            .collect();
-        anyhow::anyhow!("invalid request:\n{}", lines.join("\n"))
-    })
+/// Parses and validates the body of the 720p image-to-video app as the server does (see
+/// [`parse_for_app`]).
+#[cfg(test)]
+pub fn parse(body: &Value) -> anyhow::Result<AppInput> {
+    parse_for_app(App::DEFAULT, body)
+}
+
+/// The 422 items of `errors` as lines `  field: message`.
+fn describe(errors: &longcat_api::ValidationErrors) -> Vec<String> {
+    errors
+        .detail()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let loc = d["loc"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter(|p| p.as_str() != Some("body"))
+                        .map(|p| p.to_string().trim_matches('"').to_string())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                })
+                .unwrap_or_default();
+            let field = if loc.is_empty() { "body".into() } else { loc };
+            format!("  {field}: {}", d["msg"].as_str().unwrap_or("invalid"))
+        })
+        .collect()
 }
 
 /// What the CLI accepts but does not act on.
-pub fn ignored_notes(input: &I2vInput) -> Vec<&'static str> {
+pub fn ignored_notes(input: &AppInput) -> Vec<&'static str> {
     let mut notes = Vec::new();
     if input.sync_mode {
         notes.push("sync_mode has no effect on the command line: the video is written to a file");
     }
     notes
-}
-
-/// A request body parsed for one app.
-#[derive(Debug)]
-pub struct AppInput {
-    /// The app.
-    pub app: App,
-    /// The fields every app shares with the 720p image-to-video schema (for a
-    /// text-to-video app `image_url` is not one of them and is never read).
-    pub input: I2vInput,
-    /// `aspect_ratio` (text-to-video).
-    pub aspect_ratio: AspectRatio,
-}
-
-impl AppInput {
-    /// The pipeline request; `image` is the decoded `image_url` of an image-to-video app.
-    pub fn to_generation_request(&self, image: Option<RgbImage>) -> GenerationRequest {
-        let i = &self.input;
-        GenerationRequest {
-            app: self.app,
-            image,
-            aspect_ratio: self.aspect_ratio,
-            prompt: i.prompt.clone(),
-            negative_prompt: i.negative_prompt.clone(),
-            num_frames: i.num_frames,
-            num_inference_steps: i.num_inference_steps,
-            num_refine_inference_steps: i.num_refine_inference_steps,
-            guidance_scale: i.guidance_scale as f32,
-            seed: i.resolve_seed(),
-            acceleration: i.acceleration,
-        }
-    }
 }
 
 /// Fields of the 720p image-to-video body that `app` does not have, with why.
@@ -235,96 +199,42 @@ fn foreign_fields(app: App) -> Vec<(&'static str, &'static str)> {
             "480p apps have no refinement stage",
         ));
     }
+    if app.takes_image() {
+        out.push(("aspect_ratio", "image-to-video takes the image's shape"));
+    }
     out
 }
 
-/// Parses and validates `body` for `app`: the shared fields through `longcat-api` (as for
-/// the 720p image-to-video app), the per-app ones here: fields the app does not have are
-/// refused, `aspect_ratio` (text-to-video only), the distilled `num_inference_steps` range
-/// and default, and `fps` defaulting to the app's native rate. Errors list every bad field.
+/// Parses and validates `body` for `app` exactly as the server does (`longcat-api`: the
+/// app's fields, ranges, defaults and required fields), after turning a local image path
+/// into a data URI (the endpoint only takes URLs). Stricter than the server in one way: a
+/// field the app does not have (which the server ignores, as Pydantic ignores unknown
+/// fields) is refused here, since on the command line it is a mistake. Errors list every
+/// bad field.
 pub fn parse_for_app(app: App, body: &Value) -> anyhow::Result<AppInput> {
     let Value::Object(map) = body else {
         bail!("invalid request:\n  body: must be a JSON object");
     };
-    let mut map = map.clone();
     let mut errors = Vec::new();
     for (field, why) in foreign_fields(app) {
-        if map.remove(field).is_some() {
+        if map.contains_key(field) {
             errors.push(format!("  {field}: not a field of {app} ({why})"));
         }
     }
-    let aspect_ratio = match map.remove("aspect_ratio") {
-        None => AspectRatio::default(),
-        Some(_) if app.takes_image() => {
-            errors.push(format!(
-                "  aspect_ratio: not a field of {app} (the video takes the image's shape)"
-            ));
-            AspectRatio::default()
+    let mut body = body.clone();
+    if let Some(Value::String(url)) = body.get("image_url") {
+        if let Some(uri) = crate::generate::image::local_to_data_uri(url)? {
+            body["image_url"] = Value::String(uri);
         }
-        Some(v) => match v.as_str().map(str::parse::<AspectRatio>) {
-            Some(Ok(a)) => a,
-            _ => {
-                errors.push(format!(
-                    "  aspect_ratio: Input should be {}",
-                    AspectRatio::WIRE_NAMES
-                        .iter()
-                        .map(|n| format!("'{n}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                AspectRatio::default()
-            }
-        },
-    };
-    let distilled_steps = if app.distilled {
-        let (lo, hi) = limits::DISTILLED_NUM_INFERENCE_STEPS;
-        match map.remove("num_inference_steps") {
-            None => Some(limits::DEFAULT_DISTILLED_NUM_INFERENCE_STEPS),
-            Some(v) => match v.as_u64() {
-                Some(n) if (u64::from(lo)..=u64::from(hi)).contains(&n) => Some(n as u32),
-                _ => {
-                    errors.push(format!(
-                        "  num_inference_steps: Input should be an integer from {lo} to {hi} \
-                         for {app}"
-                    ));
-                    None
-                }
-            },
-        }
-    } else {
-        None
-    };
-    map.entry("fps")
-        .or_insert_with(|| Value::from(app.native_fps()));
-    if !app.takes_image() {
-        // The shared schema requires `image_url`; text-to-video has none, so an empty data
-        // URI stands in for the validation only (it is never fetched or decoded).
-        map.insert("image_url".into(), Value::from("data:,"));
     }
-    let parsed = parse(&Value::Object(map));
-    let mut input = match parsed {
-        Ok(input) if errors.is_empty() => input,
+    match longcat_api::parse_value_for(app, &body) {
+        Ok(input) if errors.is_empty() => Ok(input),
         Ok(_) => bail!("invalid request:\n{}", errors.join("\n")),
         Err(e) => {
-            let text = e.to_string();
-            let theirs = text.strip_prefix("invalid request:\n").unwrap_or(&text);
-            errors.push(theirs.to_string());
+            errors.extend(describe(&e));
             bail!("invalid request:\n{}", errors.join("\n"))
         }
-    };
-    if let Some(steps) = distilled_steps {
-        input.num_inference_steps = steps;
-        input.guidance_scale = 1.0;
-        input.negative_prompt.clear();
     }
-    if !app.takes_image() {
-        input.image_url.clear();
-    }
-    Ok(AppInput {
-        app,
-        input,
-        aspect_ratio,
-    })
 }
 
 /// `--app`: an app id (`fal-ai/longcat-video/distilled/text-to-video/480p`) or its path
@@ -404,18 +314,22 @@ mod tests {
     #[test]
     fn per_app_fields_and_defaults() {
         let t2v = parse_app("distilled/text-to-video/480p").unwrap();
-        let a = parse_for_app(t2v, &body(serde_json::json!({"aspect_ratio": "9:16"}))).unwrap();
-        assert_eq!(a.aspect_ratio, AspectRatio::Portrait);
-        assert_eq!(a.input.num_inference_steps, 12, "distilled default");
-        assert_eq!(a.input.fps, 15, "480p default fps");
-        let r = a.to_generation_request(None);
+        let a = parse_for_app(
+            t2v,
+            &body(serde_json::json!({"aspect_ratio": "9:16", "prompt": "a kite"})),
+        )
+        .unwrap();
+        assert_eq!(a.aspect_ratio, longcat_core::AspectRatio::Portrait);
+        assert_eq!(a.num_inference_steps, 12, "distilled default");
+        assert_eq!(a.fps, 15, "480p default fps");
+        let r = a.to_request(None);
         assert_eq!((r.app, r.image.is_none()), (t2v, true));
         assert_eq!(r.guidance_scale, 1.0);
 
         let i2v720 = App::DEFAULT;
         let url = "https://example.com/a.png";
         let a = parse_for_app(i2v720, &body(serde_json::json!({"image_url": url}))).unwrap();
-        assert_eq!((a.input.fps, a.input.num_inference_steps), (30, 40));
+        assert_eq!((a.fps, a.num_inference_steps), (30, 40));
 
         let err = parse_for_app(
             t2v,

@@ -18,7 +18,7 @@ use longcat_model::vae::VaeTiling;
 use longcat_pipeline::generator::{load_generator, GeneratorOptions};
 use longcat_pipeline::text_encoder::TextEncoderPolicy;
 use longcat_pipeline::CancelToken;
-use longcat_worker::prompt_expansion::{expand_or_keep, Expanded};
+use longcat_worker::prompt_expansion::{expand_or_keep_for, Expanded};
 use longcat_worker::safety::{OutputCheck, SafetyLayer};
 use longcat_worker::PromptExpansionLayer;
 
@@ -67,28 +67,20 @@ pub struct GenerateArgs {
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let body = request_body(args.input_json.as_deref(), &args.flags)?;
-    let mut app_input = parse_for_app(args.app, &body)?;
+    let mut parsed = parse_for_app(args.app, &body)?;
     let image = if args.app.takes_image() {
-        Some(image::load(&app_input.input.image_url)?)
+        Some(image::load(&parsed.image_url)?)
     } else {
         None
     };
-    let parsed = &mut app_input.input;
     let checker = safety::checker(&args.safety, parsed.enable_safety_checker)?;
     if let (Some(checker), Some(image)) = (&checker, &image) {
         safety::check_input(checker, image, &parsed.image_url)?;
     }
     if parsed.enable_prompt_expansion {
-        let Some(image) = &image else {
-            anyhow::bail!(
-                "enable_prompt_expansion: prompt expansion reads the condition image; {} has none",
-                args.app
-            );
-        };
-        parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, image)?;
+        parsed.prompt = expand_prompt(&args.prompt_expansion, &parsed.prompt, image.as_ref())?;
     }
-    let request = app_input.to_generation_request(image);
-    let parsed = &app_input.input;
+    let request = parsed.to_request(image);
     let options = VideoOptions {
         output_type: parsed.video_output_type,
         quality: parsed.video_quality,
@@ -103,7 +95,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             options.output_type.extension()
         ))
     });
-    for note in input::ignored_notes(parsed) {
+    for note in input::ignored_notes(&parsed) {
         eprintln!("note: {note}");
     }
 
@@ -190,7 +182,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 fn expand_prompt(
     layer: &PromptExpansionLayer,
     prompt: &str,
-    image: &RgbImage,
+    image: Option<&RgbImage>,
 ) -> anyhow::Result<String> {
     let mut config = PromptExpansionLayer::resolve(layer, &PromptExpansionLayer::default())?;
     if let Some(config) = &mut config {
@@ -201,7 +193,7 @@ fn expand_prompt(
         .enable_all()
         .build()
         .context("prompt expansion runtime")?;
-    match runtime.block_on(expand_or_keep(config.as_ref(), prompt, image)) {
+    match runtime.block_on(expand_or_keep_for(config.as_ref(), prompt, image)) {
         Ok(Expanded::Rewritten(text)) => {
             eprintln!("prompt expanded: {text}");
             Ok(text)
