@@ -18,6 +18,8 @@ export LONGCAT_GOLDENS="$GOLDENS"
 # parity test compares against (it must run here, not skip: LONGCAT_REQUIRE_SAFETY_TESTS).
 scripts/install-test-venv.sh
 export LONGCAT_REQUIRE_SAFETY_TESTS=1
+# The OpenAPI documents are checked by the venv's openapi-spec-validator: required here too.
+export LONGCAT_REQUIRE_OPENAPI_VALIDATOR=1
 # Every server and worker the tests start runs the real safety checker (on by default), also
 # those started from another directory: the model by absolute path.
 export LONGCAT_SAFETY_MODEL="$(pwd)/data/models/nudenet-320n.onnx"
