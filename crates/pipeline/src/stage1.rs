@@ -93,6 +93,20 @@ pub fn generate_i2v<D: Denoiser, V: LatentCodec>(
         "cond.latent_mean",
     )?;
     let latents = Tensor::cat(&[&cond, &init.narrow(2, 1, t - 1)?], 2)?;
+    denoise_stage1(dit, latents, 1, positive, negative, args, hooks)
+}
+
+/// The stage-1 schedule over `latents` whose first `cond_latents` latent frames are clean
+/// condition (CFG as `args` and `negative` say); records and returns the final latents.
+fn denoise_stage1<D: Denoiser>(
+    dit: &D,
+    latents: Tensor,
+    cond_latents: usize,
+    positive: &TextConditioning,
+    negative: Option<&TextConditioning>,
+    args: &Stage1Args,
+    hooks: &mut Hooks<'_>,
+) -> Result<Tensor> {
     let (text, guidance) = guidance_text(positive, negative, args.guidance_scale)?;
     let schedule = Schedule::stage1(args.steps, args.distill, args.shift);
     let out = denoise(
@@ -101,7 +115,7 @@ pub fn generate_i2v<D: Denoiser, V: LatentCodec>(
         &schedule,
         &text,
         guidance,
-        Condition::InBatch(1),
+        Condition::InBatch(cond_latents),
         hooks,
     )?;
     hooks.record("output.final_latents", &out);
@@ -130,19 +144,7 @@ pub fn generate_t2v<D: Denoiser, V: LatentCodec>(
         &[1, LATENT_CHANNELS, t, height / ss, width / ss],
         positive.embeds.device(),
     )?;
-    let (text, guidance) = guidance_text(positive, negative, args.guidance_scale)?;
-    let schedule = Schedule::stage1(args.steps, args.distill, args.shift);
-    let out = denoise(
-        dit,
-        latents,
-        &schedule,
-        &text,
-        guidance,
-        Condition::InBatch(0),
-        hooks,
-    )?;
-    hooks.record("output.final_latents", &out);
-    Ok(out)
+    denoise_stage1(dit, latents, 0, positive, negative, args, hooks)
 }
 
 /// Video-continuation parameters.
