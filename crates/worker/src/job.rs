@@ -18,7 +18,7 @@ use crate::failure::Failure;
 use crate::metrics as m;
 use crate::model_thread::{EnginePermit, Event, GenerateError, Generated, Task};
 use crate::progress::{format_progress, ProgressThrottle};
-use crate::prompt_expansion::{expand_or_keep_for, Expanded};
+use crate::prompt_expansion::{expand_or_keep_with, Expanded};
 use crate::safety::{self, OutputCheck};
 use crate::shared::Shared;
 
@@ -313,19 +313,19 @@ async fn expand_prompt(
     image: Option<&RgbImage>,
     cancel: &CancelToken,
 ) -> Result<String, Failure> {
-    let config = shared.config.prompt_expansion.as_ref();
-    if let Some(config) = config {
+    let expander = shared.prompt_expander.as_ref();
+    if let Some(expander) = expander {
         log(
             shared,
             job_id,
             "INFO",
-            &format!("expanding the prompt with {}", config.model),
+            &format!("expanding the prompt with {}", expander.config().model),
         )
         .await;
     }
     let t = Instant::now();
     let step = tokio::select! {
-        r = expand_or_keep_for(config, prompt, image) => r,
+        r = expand_or_keep_with(expander, prompt, image) => r,
         _ = cancelled(cancel) => return Err(Failure::Cancelled),
     };
     match step {

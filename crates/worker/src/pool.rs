@@ -36,6 +36,9 @@ pub enum WorkerError {
     /// A model thread could not be started.
     #[error("cannot start a model thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The prompt expansion client could not be built.
+    #[error("prompt expansion client: {0}")]
+    PromptExpansion(#[from] crate::prompt_expansion::ExpansionError),
 }
 
 /// A set of workers running jobs from a [`JobStore`].
@@ -84,12 +87,19 @@ impl WorkerPool {
         let loader = ImageLoader::new(image_cfg)?
             .with_local_files(Arc::new(StoredImageFiles::new(own_files, max_bytes)));
         let webhooks = WebhookSender::new(config.webhook.clone())?;
+        // One client for the pool's prompt expansion calls (connections are reused).
+        let prompt_expander = config
+            .prompt_expansion
+            .clone()
+            .map(crate::prompt_expansion::PromptExpander::new)
+            .transpose()?;
         let engine = ModelThread::spawn("model".into(), generator)?;
         let shared = Arc::new(Shared {
             store,
             storage,
             loader,
             webhooks,
+            prompt_expander,
             config,
             notify: Notify::new(),
             webhook_wake: Notify::new(),

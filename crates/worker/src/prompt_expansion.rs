@@ -321,9 +321,19 @@ pub async fn expand_or_keep(
 }
 
 /// [`expand_or_keep`] for any app: with the input image's preview, or (text-to-video, `None`)
-/// the prompt alone.
+/// the prompt alone. Builds a client for `config` (see [`expand_or_keep_with`] to reuse one).
 pub async fn expand_or_keep_for(
     config: Option<&ExpansionConfig>,
+    prompt: &str,
+    image: Option<&RgbImage>,
+) -> Result<Expanded, ExpansionError> {
+    let expander = config.cloned().map(PromptExpander::new).transpose()?;
+    expand_or_keep_with(expander.as_ref(), prompt, image).await
+}
+
+/// [`expand_or_keep_for`] with an existing client (`None`: not configured).
+pub async fn expand_or_keep_with(
+    expander: Option<&PromptExpander>,
     prompt: &str,
     image: Option<&RgbImage>,
 ) -> Result<Expanded, ExpansionError> {
@@ -331,7 +341,7 @@ pub async fn expand_or_keep_for(
         prompt: prompt.to_owned(),
         warning,
     };
-    let Some(config) = config else {
+    let Some(expander) = expander else {
         return Ok(keep(
             "prompt expansion was asked for, but no endpoint is configured \
              (--prompt-expansion-url); the prompt is used as given"
@@ -351,12 +361,10 @@ pub async fn expand_or_keep_for(
             }
             None => None,
         };
-        PromptExpander::new(config.clone())?
-            .expand_with(prompt, jpeg.as_deref())
-            .await
+        expander.expand_with(prompt, jpeg.as_deref()).await
     }
     .await;
-    match (result, config.on_failure) {
+    match (result, expander.config().on_failure) {
         (Ok(text), _) => Ok(Expanded::Rewritten(text)),
         (Err(e), OnFailure::Original) => Ok(keep(format!(
             "prompt expansion failed ({e}); the prompt is used as given"

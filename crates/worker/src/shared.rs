@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
 use crate::model_thread::ModelThread;
+use crate::prompt_expansion::PromptExpander;
 use crate::webhook::WebhookSender;
 
 /// What every worker of a pool shares.
@@ -17,6 +18,8 @@ pub(crate) struct Shared {
     pub storage: Storage,
     pub loader: ImageLoader,
     pub webhooks: WebhookSender,
+    /// The client of `config.prompt_expansion`, built once.
+    pub prompt_expander: Option<PromptExpander>,
     pub config: WorkerConfig,
     pub notify: Notify,
     /// Wakes the webhook loop (a job finished, or a delivery slot freed).
