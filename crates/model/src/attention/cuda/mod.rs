@@ -45,7 +45,9 @@ pub fn applies(ts: &[&Tensor]) -> bool {
 }
 
 /// Dense attention: `q` `[B, H, Sq, D]`, `k`/`v` `[B, H, Sk, D]` (strided views allowed),
-/// optional f32 `key_bias` `[B, Sk]` (contiguous). Returns a contiguous `[B, H, Sq, D]` bf16.
+/// optional f32 `key_bias` `[B, Sk]` (contiguous). Returns `[B, H, Sq, D]` bf16 as a view of
+/// contiguous `[B, Sq, H, D]` memory: the kernel writes each head's rows into the token-major
+/// layout, so merging the heads back (`transpose(1, 2)` then `reshape`) copies nothing.
 pub fn dense(
     q: &Tensor,
     k: &Tensor,
@@ -58,7 +60,7 @@ pub fn dense(
         key_bias: key_bias.cloned(),
         blocks: None,
     };
-    Ok(q.apply_op3_no_bwd(k, v, &op)?)
+    Ok(q.apply_op3_no_bwd(k, v, &op)?.transpose(1, 2)?)
 }
 
 /// Block-sparse attention over chunk-ordered tokens, as [`super::block_sparse_attention`]:
@@ -196,7 +198,15 @@ impl CustomOp3 for FlashOp {
         // Safety: the kernel writes every element of rows it owns; rows of query blocks
         // are all owned by exactly one kernel block.
         let out = unsafe { dev.alloc::<bf16>(n)? };
-        let (o_sb, o_sh, o_ss) = ((h * sq * d) as i64, (sq * d) as i64, d as i64);
+        // Dense attention writes `[B, Sq, H, D]` memory (the layout the output projection
+        // reads, so the DiT's head merge is a free view); block sparse attention writes
+        // `[B, H, Sq, D]` (its rows are chunk-ordered and regrouped afterwards anyway).
+        let heads_inner = self.blocks.is_none();
+        let (o_sb, o_sh, o_ss) = if heads_inner {
+            ((sq * h * d) as i64, d as i64, (h * d) as i64)
+        } else {
+            ((h * sq * d) as i64, (sq * d) as i64, d as i64)
+        };
 
         let arch = arch(&dev)?;
         let module = format!("longcat_flash_d{d}");
@@ -304,9 +314,14 @@ impl CustomOp3 for FlashOp {
         // every pointer covers the rows the strides and sizes address.
         unsafe { builder.launch(cfg) }.w()?;
         drop(builder);
+        let dims = if heads_inner {
+            [b, sq, h, d]
+        } else {
+            [b, h, sq, d]
+        };
         Ok((
             CudaStorage::wrap_cuda_slice(out, dev),
-            Shape::from_dims(&[b, h, sq, d]),
+            Shape::from_dims(&dims),
         ))
     }
 }
