@@ -9,6 +9,8 @@
 #                    with a rank-128 LoRA, unmerged and fused), TFLOP/s, peak GPU memory (nvidia-smi every 200 ms)
 #   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
 #                    reference on random inputs, then their times at the official shapes
+#   job.txt          fal's default job on full-size random networks for 150 s: time per
+#                    stage and step; job-memory.txt: peak GPU memory per stage
 # A short table is printed last. Exit status: non-zero if any check failed.
 #
 #   scripts/gpu-check.sh [path/to/longcat]
@@ -85,8 +87,44 @@ with_peak_memory() {
 with_peak_memory "$OUT/dit-memory.log" timeout 240 "$BIN" gpu-check --only dit \
   >"$OUT/dit.txt" 2>&1 || status=1
 
+# The default job on full-size random networks, stopped after 150 s: time per stage and
+# step, and peak GPU memory per stage (nvidia-smi samples with their times, assigned to the
+# `STAGE ... at_ms` lines the binary prints).
+nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 200 \
+  >"$OUT/job-memory.log" 2>/dev/null &
+poll=$!
+timeout 240 "$BIN" gpu-check --only job --job-seconds 150 >"$OUT/job.txt" 2>&1 || status=1
+kill "$poll" 2>/dev/null
+wait "$poll" 2>/dev/null
+python3 - "$OUT/job.txt" "$OUT/job-memory.log" >"$OUT/job-memory.txt" 2>&1 <<'PY' || status=1
+import sys, datetime
+stages = []
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) == 6 and p[0] == "STAGE" and p[4] == "at_ms":
+        stages.append((int(p[5]) / 1000.0, f"{p[1]} segment {p[3]}"))
+peaks = {}
+for line in open(sys.argv[2]):
+    try:
+        ts, mib = [x.strip() for x in line.split(",")]
+        t = datetime.datetime.strptime(ts, "%Y/%m/%d %H:%M:%S.%f").timestamp()
+    except ValueError:
+        continue
+    name = None
+    for start, stage in stages:
+        if start <= t:
+            name = stage
+    if name is not None:
+        peaks[name] = max(peaks.get(name, 0), int(mib))
+for _, stage in stages:
+    if stage in peaks:
+        print(f"PEAK {stage}: {peaks.pop(stage)} MiB")
+PY
+
 echo "== summary"
 tail -n 1 "$OUT/goldens-f32.txt" "$OUT/goldens-bf16.txt"
 grep -h '^FAIL' "$OUT/goldens-f32.txt" | head -n 20
 grep -hE '^(PASS|FAIL|TIME|DiT|peak)|gpu-check:|error' "$OUT/kernels.txt" "$OUT/dit.txt"
+grep -hE '^JOB|error' "$OUT/job.txt"
+cat "$OUT/job-memory.txt"
 exit $status

@@ -30,6 +30,9 @@ pub struct GpuCheckArgs {
     /// Timed repetitions per measurement (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub reps: usize,
+    /// Seconds the `job` section may run before it stops the job at the next step.
+    #[arg(long, default_value_t = 150)]
+    pub job_seconds: u64,
 }
 
 /// Parts of the check.
@@ -43,6 +46,10 @@ pub enum Section {
     /// (480x832, 93 frames, batch 2 for CFG) and one refinement step (704x1280, BSA 0.9375),
     /// that step again with a random rank-128 LoRA, unmerged and fused.
     Dit,
+    /// fal's default job (162 frames, 40 + 40 steps, CFG 4) through the engine on full-size
+    /// random networks, until done or `--job-seconds`: time per stage and step, and
+    /// `STAGE ... at_ms` lines for peak memory per stage (scripts/gpu-check.sh).
+    Job,
 }
 
 /// Runs the check; fails if any correctness check fails.
@@ -62,6 +69,9 @@ pub fn run(args: GpuCheckArgs) -> Result<std::process::ExitCode> {
     }
     if all || args.only.contains(&Section::Dit) {
         time_dit(&dev)?;
+    }
+    if all || args.only.contains(&Section::Job) {
+        crate::gpu_job::run_job(&dev, std::time::Duration::from_secs(args.job_seconds))?;
     }
     println!("gpu-check: {failures} correctness failures");
     Ok(if failures == 0 {
@@ -307,7 +317,7 @@ fn time_block_sparse(dev: &Device, reps: usize) -> Result<()> {
 }
 
 /// The official DiT config (`dit/config.json` of LongCat-Video).
-fn official_dit_config() -> Result<DitConfig> {
+pub(crate) fn official_dit_config() -> Result<DitConfig> {
     Ok(DitConfig::from_value(&serde_json::json!({
         "in_channels": 16, "out_channels": 16, "hidden_size": 4096, "depth": 48,
         "num_heads": 32, "caption_channels": 4096, "mlp_ratio": 4, "adaln_tembed_dim": 512,
@@ -460,7 +470,7 @@ fn time_dit(dev: &Device) -> Result<()> {
 
 /// A random rank-`rank` LoRA (bf16, drawn on `dev`) over every block's attention,
 /// cross-attention and FFN linears: the refinement LoRA's block targets.
-fn random_block_lora(cfg: &DitConfig, rank: usize, dev: &Device) -> Result<LoraWeights> {
+pub(crate) fn random_block_lora(cfg: &DitConfig, rank: usize, dev: &Device) -> Result<LoraWeights> {
     let (c, f) = (cfg.hidden_size, cfg.ffn_hidden());
     let factor = |rows: usize, cols: usize| -> Result<Tensor> {
         Ok((Tensor::randn(0f32, 1.0, (rows, cols), dev)? * 0.01)?.to_dtype(DType::BF16)?)

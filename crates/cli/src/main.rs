@@ -5,6 +5,7 @@ mod device;
 mod generate;
 mod goldens;
 mod gpu_check;
+mod gpu_job;
 mod logging;
 mod serve;
 mod weights_cmd;
