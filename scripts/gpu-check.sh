@@ -9,7 +9,7 @@
 #                    with a rank-128 LoRA, unmerged and fused), TFLOP/s, peak GPU memory (nvidia-smi every 200 ms)
 #   kernels.txt      `longcat gpu-check`: CUDA attention kernels (dense, BSA) against the f32
 #                    reference on random inputs, then their times at the official shapes
-#   job.txt          fal's default job on full-size random networks for 150 s: time per
+#   job.txt          fal's default job on full-size random networks for 120 s: time per
 #                    stage and step; job-memory.txt: peak GPU memory per stage
 # A short table is printed last. Exit status: non-zero if any check failed.
 #
@@ -87,13 +87,13 @@ with_peak_memory() {
 with_peak_memory "$OUT/dit-memory.log" timeout 240 "$BIN" gpu-check --only dit \
   >"$OUT/dit.txt" 2>&1 || status=1
 
-# The default job on full-size random networks, stopped after 150 s: time per stage and
+# The default job on full-size random networks, stopped after 120 s: time per stage and
 # step, and peak GPU memory per stage (nvidia-smi samples with their times, assigned to the
 # `STAGE ... at_ms` lines the binary prints).
 nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 200 \
   >"$OUT/job-memory.log" 2>/dev/null &
 poll=$!
-timeout 240 "$BIN" gpu-check --only job --job-seconds 150 >"$OUT/job.txt" 2>&1 || status=1
+timeout 180 "$BIN" gpu-check --only job --job-seconds 120 >"$OUT/job.txt" 2>&1 || status=1
 kill "$poll" 2>/dev/null
 wait "$poll" 2>/dev/null
 python3 - "$OUT/job.txt" "$OUT/job-memory.log" >"$OUT/job-memory.txt" 2>&1 <<'PY' || status=1
