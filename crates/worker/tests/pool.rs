@@ -1,6 +1,8 @@
 //! The worker pool end to end on SQLite + local storage, with a test-double generator that
 //! draws deterministic gradient frames (a test helper, not product code).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +16,6 @@ use longcat_core::{
     Progress, Stage, VideoFrame, VideoGenerator,
 };
 use longcat_media::input::AddressPolicy;
-use longcat_storage::Storage;
 use longcat_store::{Job, JobStatus, JobStore, NewJob};
 use longcat_worker::prompt_expansion::{ExpansionConfig, OnFailure};
 use longcat_worker::webhook::WebhookConfig;
@@ -114,36 +115,12 @@ async fn hook_receiver() -> (String, Hooks) {
     (format!("http://127.0.0.1:{port}/hook"), hooks)
 }
 
-struct Env {
-    dir: std::path::PathBuf,
-    store: JobStore,
-    storage: Storage,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+type Env = common::Scratch;
 
 const PUBLIC: &str = "http://files.invalid:9";
 
 async fn env(tag: &str) -> Env {
-    let dir = std::env::temp_dir().join(format!(
-        "longcat-worker-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = JobStore::connect(&format!("sqlite://{}", dir.join("jobs.db").display()))
-        .await
-        .unwrap();
-    let storage = Storage::from_config(dir.join("files").to_str().unwrap(), PUBLIC).unwrap();
-    Env {
-        dir,
-        store,
-        storage,
-    }
+    common::scratch(tag, PUBLIC).await
 }
 
 fn config(env: &Env) -> WorkerConfig {

@@ -9,6 +9,8 @@
 //! (`scripts/install-test-venv.sh`); without them each test prints SKIPPED, unless
 //! `LONGCAT_REQUIRE_SAFETY_TESTS=1` (set by `scripts/test.sh`) makes that a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +23,7 @@ use longcat_core::{
 };
 use longcat_safety::test_assets::{assets, load_png, TestAssets};
 use longcat_safety::{Label, Policy};
-use longcat_storage::Storage;
-use longcat_store::{Job, JobStatus, JobStore, NewJob};
+use longcat_store::{Job, JobStatus, NewJob};
 use longcat_worker::safety::{SafetySettings, SafetyState};
 use longcat_worker::{WorkerConfig, WorkerPool};
 use serde_json::{json, Value};
@@ -70,34 +71,14 @@ fn data_uri(path: &Path) -> String {
 }
 
 struct Env {
-    dir: PathBuf,
-    store: JobStore,
+    scratch: common::Scratch,
     pool: WorkerPool,
     calls: Arc<AtomicUsize>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A pool whose generator draws `picture`, with the checker in `safety`.
 async fn start(tag: &str, picture: RgbImage, safety: SafetyState) -> Env {
-    let dir = std::env::temp_dir().join(format!(
-        "longcat-safety-{tag}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = JobStore::connect(&format!("sqlite://{}", dir.join("jobs.db").display()))
-        .await
-        .unwrap();
-    let storage = Storage::from_config(
-        dir.join("files").to_str().unwrap(),
-        "http://files.invalid:9",
-    )
-    .unwrap();
+    let scratch = common::scratch(&format!("safety-{tag}"), "http://files.invalid:9").await;
     let mut cfg = WorkerConfig {
         poll_interval: Duration::from_millis(100),
         cancel_poll_interval: Duration::from_millis(100),
@@ -105,12 +86,12 @@ async fn start(tag: &str, picture: RgbImage, safety: SafetyState) -> Env {
         safety,
         ..Default::default()
     };
-    cfg.encoder.work_dir = dir.clone();
+    cfg.encoder.work_dir = scratch.dir.clone();
     let calls = Arc::new(AtomicUsize::new(0));
     let pool = WorkerPool::spawn(
         1,
-        store.clone(),
-        storage,
+        scratch.store.clone(),
+        scratch.storage.clone(),
         Arc::new(Picture {
             picture,
             calls: calls.clone(),
@@ -118,8 +99,7 @@ async fn start(tag: &str, picture: RgbImage, safety: SafetyState) -> Env {
         cfg,
     );
     Env {
-        dir,
-        store,
+        scratch,
         pool,
         calls,
     }
@@ -143,7 +123,8 @@ async fn run(env: &Env, input: Value) -> Job {
 /// Runs `input` as a job of app `endpoint`.
 async fn run_app(env: &Env, endpoint: &str, input: Value) -> Job {
     let id = format!("job-{}", rand::random::<u32>());
-    env.store
+    env.scratch
+        .store
         .submit(NewJob {
             id: id.clone(),
             endpoint: endpoint.into(),
@@ -159,7 +140,7 @@ async fn run_app(env: &Env, endpoint: &str, input: Value) -> Job {
     env.pool.notify();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let job = env.store.get(&id).await.unwrap().unwrap();
+        let job = env.scratch.store.get(&id).await.unwrap().unwrap();
         if matches!(
             job.status,
             JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
@@ -186,7 +167,7 @@ fn stored_files(env: &Env) -> Vec<PathBuf> {
         }
     }
     let mut out = Vec::new();
-    walk(&env.dir.join("files"), &mut out);
+    walk(&env.scratch.dir.join("files"), &mut out);
     out
 }
 
@@ -218,7 +199,7 @@ async fn flagged_input_fails_before_the_generator_runs() {
     assert_eq!(env.calls.load(Ordering::SeqCst), 0, "the generator ran");
     assert!(stored_files(&env).is_empty());
     // Not billed.
-    assert_eq!(env.store.usage(None).await.unwrap().requests, 0);
+    assert_eq!(env.scratch.store.usage(None).await.unwrap().requests, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +226,7 @@ async fn flagged_output_fails_and_the_video_is_not_stored() {
     assert_eq!(item["input"], json!({"frames": [0, 8, 16]}));
     assert_eq!(env.calls.load(Ordering::SeqCst), 1);
     assert!(stored_files(&env).is_empty(), "{:?}", stored_files(&env));
-    assert_eq!(env.store.usage(None).await.unwrap().requests, 0);
+    assert_eq!(env.scratch.store.usage(None).await.unwrap().requests, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +325,7 @@ async fn text_to_video_checks_the_output_frames_only() {
     let env = start("t2v-pass", coffee, face_policy(&model)).await;
     let job = run_app(&env, t2v, json!({"prompt": "p", "num_frames": 17})).await;
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
-    let logs = env.store.logs(&job.id, None).await.unwrap();
+    let logs = env.scratch.store.logs(&job.id, None).await.unwrap();
     let text: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
     assert!(!text.iter().any(|m| m.contains("input image")), "{text:?}");
     assert!(

@@ -4,11 +4,12 @@
 //! A test binary of its own: it installs the process-wide subscriber (the model thread is
 //! not the test's thread, so a thread-local default would not see its lines).
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine as _;
-use longcat_storage::Storage;
-use longcat_store::{JobStatus, JobStore, NewJob};
+use longcat_store::{JobStatus, NewJob};
 use longcat_worker::testing::LogBuffer;
 use longcat_worker::{WorkerConfig, WorkerPool};
 use serde_json::{json, Value};
@@ -50,26 +51,17 @@ async fn model_thread_log_lines_carry_the_request_id() {
         .with_writer(logs.clone())
         .init();
 
-    let dir = std::env::temp_dir().join(format!(
-        "longcat-worker-tracing-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = JobStore::connect(&format!("sqlite://{}", dir.join("jobs.db").display()))
-        .await
-        .unwrap();
-    let storage =
-        Storage::from_config(dir.join("files").to_str().unwrap(), "http://x.invalid").unwrap();
+    let scratch = common::scratch("tracing", "http://x.invalid").await;
+    let store = scratch.store.clone();
     let mut config = WorkerConfig {
         poll_interval: Duration::from_millis(100),
         public_base_url: "http://x.invalid".into(),
         ..Default::default()
     };
-    config.encoder.work_dir = dir.clone();
+    config.encoder.work_dir = scratch.dir.clone();
     let generator =
         longcat_pipeline::generator::load_generator(&Default::default()).expect("tiny model");
-    let pool = WorkerPool::spawn(1, store.clone(), storage, generator, config);
+    let pool = WorkerPool::spawn(1, store.clone(), scratch.storage.clone(), generator, config);
 
     let id = format!("job-{}", rand::random::<u32>());
     let input = json!({"image_url": png_data_uri(), "num_frames": 17, "guidance_scale": 1.0,
@@ -99,7 +91,7 @@ async fn model_thread_log_lines_carry_the_request_id() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     pool.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
 
     let text = logs.text();
     let lines: Vec<Value> = text
