@@ -128,7 +128,8 @@ pub struct ModelInfo {
     pub name: String,
     /// True for the built-in random tiny model, whose output is noise.
     pub smoke_test_model: bool,
-    /// Frames per second of the frames the generator delivers.
+    /// Frames per second of the frames the generator delivers for the 720p apps (30); the
+    /// 480p apps deliver stage-1 frames at 15 ([`crate::App::native_fps`] gives each app's).
     pub native_fps: u32,
 }
 
