@@ -50,8 +50,9 @@ phase "Rust tests passed"
 # the local directory and skipped the S3 runs). LONGCAT_TEST_S3=0 skips this.
 if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
   rc=0
-  scripts/with-s3.sh bash -c 'cargo test -p longcat-storage --test backends &&
-    cargo test -p longcat-server --test scaleout' || rc=$?
+  # Selected by test target over the whole workspace: the same feature set as the run above,
+  # so nothing is rebuilt (`-p` would resolve features per package and rebuild dependents).
+  scripts/with-s3.sh scripts/rust-tests.sh --test backends --test scaleout || rc=$?
   if [ "$rc" -eq 75 ]; then
     echo "test.sh: SKIPPED the storage and upload tests on S3: no local S3 server (moto) could be started" >&2
   elif [ "$rc" -ne 0 ]; then
@@ -59,7 +60,8 @@ if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
   fi
 fi
 phase "S3 storage tests passed"
-cargo run -q -p longcat-cli -- goldens check "$GOLDENS"
+# The binary the Rust tests built (with the workspace's features; `cargo run -p` would rebuild).
+"${CARGO_TARGET_DIR:-target}/debug/longcat" goldens check "$GOLDENS"
 phase "goldens passed"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
