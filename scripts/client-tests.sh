@@ -7,7 +7,7 @@
 # cannot install chromium). Installs the clients on first use.
 # Arguments pick tests (`python`, `js`, `browser`); none = all. Under scripts/with-s3.sh
 # (LONGCAT_TEST_S3_STORAGE set) the server stores uploads and outputs in that S3 bucket
-# instead of a local directory.
+# instead of a local directory. LONGCAT_BIN names a prebuilt binary to test (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,8 +20,14 @@ scripts/install-test-venv.sh
 scripts/fetch-safety-model.sh
 if want js; then (cd "$CLIENTS" && npm ci --silent --no-audit --no-fund); fi
 
-cargo build -q -p longcat-cli
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/longcat"
+# LONGCAT_BIN: a `longcat` binary already built (scripts/test.sh passes the one its Rust tests
+# built, so that nothing is rebuilt with another feature set); else it is built here.
+if [ -n "${LONGCAT_BIN:-}" ]; then
+  BIN="$LONGCAT_BIN"
+else
+  cargo build -q -p longcat-cli
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/longcat"
+fi
 
 WORK=$(mktemp -d)
 SERVER_PID=""

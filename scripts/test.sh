@@ -45,6 +45,11 @@ else
   scripts/rust-tests.sh
 fi
 phase "Rust tests passed"
+# The binary the Rust tests built (with the workspace's test feature set): the goldens CLI,
+# the client tests and the system tests all run it, so nothing is built again.
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$(pwd)/$TARGET_DIR" ;; esac
+export LONGCAT_BIN="$TARGET_DIR/debug/longcat"
 # The storage scenarios and the two-server upload tests again on a real S3-compatible server
 # (scripts/with-s3.sh starts moto's server with a fresh bucket; the workspace run above covered
 # the local directory and skipped the S3 runs). LONGCAT_TEST_S3=0 skips this.
@@ -60,8 +65,7 @@ if [ "${LONGCAT_TEST_S3:-1}" = "1" ]; then
   fi
 fi
 phase "S3 storage tests passed"
-# The binary the Rust tests built (with the workspace's features; `cargo run -p` would rebuild).
-"${CARGO_TARGET_DIR:-target}/debug/longcat" goldens check "$GOLDENS"
+"$LONGCAT_BIN" goldens check "$GOLDENS"
 phase "goldens passed"
 
 # System tests against the real server on 127.0.0.1 with the built-in tiny model: the official
@@ -82,18 +86,18 @@ elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
 phase "client tests on S3 passed"
-python3 tests/system/crash_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+python3 tests/system/crash_test.py "$LONGCAT_BIN"
 # The worker test verifies webhook signatures (Ed25519): it runs in the clients' venv, which
 # scripts/client-tests.sh installed from tests/clients/requirements.txt (cryptography).
-tests/clients/.venv/bin/python tests/system/worker_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
-python3 tests/system/panic_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat"
+tests/clients/.venv/bin/python tests/system/worker_test.py "$LONGCAT_BIN"
+python3 tests/system/panic_test.py "$LONGCAT_BIN"
 # Scale-out (docs/deploy.md): two `serve --workers 0` behind a loopback balancer and two
 # `worker` processes on one Postgres and one S3 bucket; the fal client uploads through A (and
 # in parts across both), submits through B, polls A; a worker is killed with kill -9 mid-job.
 # Skipped loudly where Postgres or the S3 server cannot be started (exit 75).
 rc=0
 scripts/with-postgres.sh scripts/with-s3.sh tests/clients/.venv/bin/python \
-  tests/system/scaleout_test.py "${CARGO_TARGET_DIR:-target}/debug/longcat" || rc=$?
+  tests/system/scaleout_test.py "$LONGCAT_BIN" || rc=$?
 if [ "$rc" -eq 75 ]; then
   echo "test.sh: SKIPPED the scale-out system test: no local Postgres or S3 server could be started" >&2
 elif [ "$rc" -ne 0 ]; then
