@@ -736,28 +736,6 @@ async fn extreme_aspect_png_fails_as_a_422_on_image_url() {
     pool.shutdown().await;
 }
 
-/// [`Gradient`] that records the prompt each request reached the model with.
-struct PromptRecorder {
-    inner: Gradient,
-    prompts: Arc<Mutex<Vec<String>>>,
-}
-
-impl VideoGenerator for PromptRecorder {
-    fn info(&self) -> ModelInfo {
-        self.inner.info()
-    }
-
-    fn generate(
-        &self,
-        request: &GenerationRequest,
-        sink: &mut dyn GenerationSink,
-        cancel: &CancelToken,
-    ) -> Result<GenerationSummary, GenerationError> {
-        self.prompts.lock().unwrap().push(request.prompt.clone());
-        self.inner.generate(request, sink, cancel)
-    }
-}
-
 /// A chat-completions endpoint on loopback answering `status` with `content`; returns its
 /// base URL and the bodies it received.
 async fn chat_endpoint(status: u16, content: &str) -> (String, Hooks) {
@@ -812,12 +790,12 @@ async fn run_expansion_job(
         1,
         env.store.clone(),
         env.storage.clone(),
-        Arc::new(PromptRecorder {
+        Arc::new(Recording {
             inner: Gradient {
                 steps: 1,
                 step_delay: Duration::ZERO,
             },
-            prompts: prompts.clone(),
+            seen: prompts.clone(),
         }),
         cfg,
     );
@@ -835,7 +813,12 @@ async fn run_expansion_job(
         .map(|l| (l.level, l.message))
         .collect();
     pool.shutdown().await;
-    let seen = prompts.lock().unwrap().clone();
+    let seen = prompts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.prompt.clone())
+        .collect();
     (job, seen, logs)
 }
 
@@ -906,6 +889,7 @@ async fn a_failed_or_missing_expansion_keeps_the_prompt_or_fails_by_policy() {
 /// What [`Recording`] saw of each request.
 #[derive(Debug, Clone, PartialEq)]
 struct Seen {
+    prompt: String,
     app: longcat_core::App,
     image: Option<(u32, u32)>,
     aspect_ratio: longcat_core::AspectRatio,
@@ -913,7 +897,7 @@ struct Seen {
     num_inference_steps: u32,
 }
 
-/// [`Gradient`] that records the requests it is given.
+/// [`Gradient`] that records what reached the model of each request it is given.
 struct Recording {
     inner: Gradient,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -931,6 +915,7 @@ impl VideoGenerator for Recording {
         cancel: &CancelToken,
     ) -> Result<GenerationSummary, GenerationError> {
         self.seen.lock().unwrap().push(Seen {
+            prompt: request.prompt.clone(),
             app: request.app,
             image: request.image.as_ref().map(|i| (i.width, i.height)),
             aspect_ratio: request.aspect_ratio,
@@ -987,6 +972,7 @@ async fn each_app_maps_its_stored_job_to_its_generation_request() {
         );
         let last = seen.lock().unwrap().last().cloned().unwrap();
         let want = Seen {
+            prompt: last.prompt.clone(),
             app,
             image: app.takes_image().then_some((16, 12)),
             aspect_ratio: if app.takes_image() {
