@@ -21,18 +21,6 @@ pub struct TestAssets {
     pub images: PathBuf,
 }
 
-impl TestAssets {
-    /// The path of scikit-image's sample `name` (e.g. `astronaut.png`).
-    pub fn photo(&self, name: &str) -> PathBuf {
-        self.images.join(name)
-    }
-
-    /// Scikit-image's sample `name`, decoded to RGB.
-    pub fn load(&self, name: &str) -> RgbImage {
-        load_png(&self.photo(name))
-    }
-}
-
 /// Decodes an image file to RGB (panics with the path on error: tests only).
 pub fn load_png(path: &Path) -> RgbImage {
     let img = image::open(path)
