@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use candle_core::{DType, Device};
-use longcat_core::{App, AspectRatio, RgbImage};
+use longcat_api::AppInput;
+use longcat_core::{App, RgbImage};
 use longcat_model::dit::LongCatDit;
 use longcat_model::lora::LoraKind;
 use longcat_model::random::device_random_var_builder;
@@ -23,8 +24,8 @@ use longcat_pipeline::generator::into_engine;
 use longcat_pipeline::networks::Networks;
 use longcat_pipeline::text_encoder::{ManagedTextEncoder, TextEncoderPolicy, TextEncoderWeights};
 use longcat_pipeline::{
-    Acceleration, CancelToken, GenerationError, GenerationRequest, GenerationSink,
-    GenerationSummary, PipelineError, Progress, Stage, VideoFrame,
+    CancelToken, GenerationError, GenerationRequest, GenerationSink, GenerationSummary,
+    PipelineError, Progress, Stage, VideoFrame,
 };
 
 use crate::gpu_check::{official_dit_config, random_block_lora};
@@ -78,27 +79,18 @@ fn full_size_networks(dev: &Device) -> Result<Networks> {
     })
 }
 
-/// fal's default request for image-to-video/720p, on a 1280x720 image.
+/// fal's default request for image-to-video/720p (the endpoint's own defaults, from
+/// `longcat-api`), on a 1280x720 image, seed 42.
 fn default_request() -> GenerationRequest {
     let (w, h) = (1280u32, 720u32);
     let data = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
-    GenerationRequest {
-        app: App::DEFAULT,
-        image: Some(RgbImage {
-            width: w,
-            height: h,
-            data,
-        }),
-        aspect_ratio: AspectRatio::default(),
-        prompt: longcat_api::input::DEFAULT_PROMPT.into(),
-        negative_prompt: longcat_api::input::DEFAULT_NEGATIVE_PROMPT.into(),
-        num_frames: 162,
-        num_inference_steps: 40,
-        num_refine_inference_steps: 40,
-        guidance_scale: 4.0,
-        seed: 42,
-        acceleration: Acceleration::default(),
-    }
+    let mut input = AppInput::defaults(App::DEFAULT);
+    input.seed = Some(42);
+    input.to_request(Some(RgbImage {
+        width: w,
+        height: h,
+        data,
+    }))
 }
 
 /// Milliseconds since the Unix epoch (the clock nvidia-smi's timestamps are read against).
